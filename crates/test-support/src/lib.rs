@@ -1,0 +1,11 @@
+//! Dev-only helpers for trnkit's tests.
+//!
+//! - `services`: finds the real local services that `scripts/test` starts (Docker engine,
+//!   registry with htpasswd auth, moto), failing under `CI=true` when one is missing.
+//! - `fake_apiserver`: an in-process FAKE Kubernetes API server (`FakeApiServer`) for testing
+//!   kube client code over a real HTTP stack, without a cluster.
+//!
+//! No library crate depends on this crate except as a `[dev-dependency]`.
+
+pub mod services;
+pub mod fake_apiserver;
