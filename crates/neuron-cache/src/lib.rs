@@ -1,0 +1,1 @@
+//! neuron-cache (being written).
