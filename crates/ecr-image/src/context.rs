@@ -74,7 +74,7 @@ struct Entry {
 
 /// The digest of a build context's contents: `sha256:<hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ContextDigest(String);
+pub struct ContextDigest(pub(crate) String);
 
 impl ContextDigest {
     /// The digest as `sha256:<64 hex digits>`.

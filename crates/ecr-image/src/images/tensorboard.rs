@@ -67,7 +67,7 @@ impl TensorboardImage {
         let mut file = Dockerfile::new();
         file.comment(
             "trnkit TensorBoard image: nginx with basic auth in front of TensorBoard.\n\
-             Rendered by trnkit (crate ecr-image, TensorboardImage). It holds no password: mount\n\
+             Rendered by trnkit (crate ecr-image, TensorboardImage). It holds no credentials: mount\n\
              a Kubernetes Secret with an htpasswd file at /etc/nginx/auth/htpasswd.",
         );
         file.arg("BASE_IMAGE", &self.base_image)
