@@ -1,0 +1,38 @@
+//! `cargo xtask init`: write the commented example configuration.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::Global;
+use crate::config::EXAMPLE;
+
+/// Write a commented configuration file with every key, its default and its meaning.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to write it.
+    #[arg(default_value = "trnkit.toml", value_name = "FILE")]
+    pub path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub async fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
+    if args.path.exists() && !args.force {
+        anyhow::bail!(
+            "{} exists already; pass --force to overwrite it",
+            args.path.display()
+        );
+    }
+    let temporary = args.path.with_extension("toml.tmp");
+    fs_err::write(&temporary, EXAMPLE)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    fs_err::rename(&temporary, &args.path)?;
+    println!("wrote {}", args.path.display());
+    println!(
+        "edit it, then: cargo xtask --config {} deploy --dry-run",
+        args.path.display()
+    );
+    Ok(())
+}

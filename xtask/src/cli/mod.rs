@@ -1,0 +1,143 @@
+//! The command line: argument definitions and dispatch.
+//!
+//! Each command lives in its own module with a `clap` `Args` (or `Subcommand`) type and an
+//! `async fn run`. These modules are the edge of trnkit: they may print and read the process
+//! environment; the workflow modules they call do neither.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod bench;
+pub mod cache;
+pub mod dataset;
+pub mod fsx;
+pub mod image;
+pub mod init;
+pub mod render;
+pub mod tokenize;
+
+/// trnkit: pretrain Llama-2 on AWS Trainium with Kubernetes, from one command.
+///
+/// `cargo xtask deploy` runs the whole workflow of the "Llama-2 on Trn1 with
+/// Neuronx-Nemo-Megatron and the MPI Operator" blueprint. With no cluster configured it runs the
+/// embedded local profile under `./.trnkit/`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options that every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The configuration file (TOML). Write a commented example with `cargo xtask init`.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "TRNKIT_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// More detail in the logs: -v for debug, -vv for trace.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example configuration file.
+    Init(init::Args),
+    /// Write every Kubernetes object trnkit would apply, as YAML, after validating each.
+    Render(render::Args),
+    /// Tokenize JSONL into Megatron's indexed dataset format (accepts Megatron's and NeMo's flags).
+    Tokenize(tokenize::Args),
+    /// Inspect and merge Megatron indexed datasets.
+    #[command(subcommand)]
+    Dataset(dataset::Command),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::Command),
+    /// Build and push the training, TensorBoard and staging images (or any context).
+    #[command(subcommand)]
+    Image(image::Command),
+    /// Create, describe and delete the FSx for Lustre file system.
+    #[command(subcommand)]
+    Fsx(fsx::Command),
+    /// Inspect, verify and prune the Neuron persistent compile cache.
+    #[command(subcommand)]
+    Cache(cache::Command),
+}
+
+/// Loads the configuration named by `--config` (or `TRNKIT_CONFIG`), or the defaults.
+pub fn load_config(global: &Global) -> anyhow::Result<crate::config::Config> {
+    match &global.config {
+        Some(path) => Ok(crate::config::Config::load(path)?),
+        None => Ok(crate::config::Config::default()),
+    }
+}
+
+/// Renders every object of the configuration, resolving images and storage the offline way:
+/// no AWS or cluster call is made. `gate` is the launcher gate detected from the cluster, if any.
+pub async fn render_manifests(
+    config: &crate::config::Config,
+    gate: Option<mpijob::LauncherGate>,
+) -> anyhow::Result<Vec<crate::render::Manifest>> {
+    let registry = crate::render::registry(config)?;
+    let base = format!("{registry}/{}", config.image.repository);
+    let images = crate::render::ImageRefs {
+        training: format!("{base}:{}", config.image.human_tag),
+        tensorboard: format!("{base}:tensorboard"),
+        stager: format!("{base}:stager"),
+    };
+    let gate = crate::render::launcher_gate(config, gate);
+    Ok(crate::render::manifests(config, &images, gate, Vec::new())?)
+}
+
+/// Installs the `tracing` subscriber; `RUST_LOG` overrides the verbosity flags.
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose > 0)
+        .without_time()
+        .init();
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Init(args) => init::run(args, &global).await,
+        Command::Render(args) => render::run(args, &global).await,
+        Command::Tokenize(args) => tokenize::run(args, &global).await,
+        Command::Dataset(command) => dataset::run(command, &global).await,
+        Command::Bench(command) => bench::run(command, &global).await,
+        Command::Image(command) => image::run(command, &global).await,
+        Command::Fsx(command) => fsx::run(command, &global).await,
+        Command::Cache(command) => cache::run(command, &global).await,
+    }
+}

@@ -1,0 +1,41 @@
+//! `cargo xtask render`: write (or only check) every Kubernetes object trnkit would apply.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::Global;
+use crate::render;
+
+/// Write every Kubernetes object trnkit would apply, as YAML, after validating each.
+///
+/// MPIJobs are checked against the MPI Operator's rules and the CRD's OpenAPI schema with
+/// unknown fields rejected. Secrets are never rendered: their values do not touch the disk.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The directory to write (replaced whole, atomically). One file per object, and `all.yaml`
+    /// with every object as one YAML document each.
+    #[arg(long, value_name = "DIR", required_unless_present = "check")]
+    pub out: Option<PathBuf>,
+    /// Validate everything, write nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    let manifests = super::render_manifests(&config, None).await?;
+    if args.check {
+        println!("{} objects are valid (not written)", manifests.len());
+        return Ok(());
+    }
+    let out = args
+        .out
+        .context("--out DIR is required unless --check is given")?;
+    let written = render::write(&out, &manifests)?;
+    for path in &written {
+        println!("{}", path.display());
+    }
+    eprintln!("wrote {} objects to {}", manifests.len(), out.display());
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The composition root of trnkit.
+//!
+//! `xtask` is the only crate that knows every leaf crate (`mpijob`, `neuron-cache`, `fsx`,
+//! `ecr-image`, `pipeline`), the command line, the process environment and the terminal.
+//! The workflow modules (`config`, `render`, `tensorboard`, and the deploy plan) are pure or
+//! take their clients as arguments; only the `cli` modules print.
+
+pub mod cli;
+pub mod config;
+pub mod render;
+pub mod tensorboard;

@@ -1,0 +1,314 @@
+//! Rendering: the configuration becomes every Kubernetes object trnkit would apply.
+//!
+//! Pure: [`manifests`] takes the configuration and the resolved inputs (image references, the
+//! launcher gate) and returns the objects in apply order, each validated. [`write`] puts them
+//! in a directory, one object per YAML document, atomically.
+//!
+//! Secrets are not rendered: their values (the HuggingFace token, the TensorBoard password)
+//! never touch the disk; `deploy` creates them directly in the cluster.
+
+use std::path::{Path, PathBuf};
+
+use fsx::SharedLayout;
+use mpijob::LauncherGate;
+use mpijob::llama2::{self, Llama2Config, Llama2Paths};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Config, Target};
+use crate::tensorboard::{self, TensorboardConfig};
+
+/// The registry named in rendered manifests of the local profile, when no registry or account
+/// is configured.
+pub const LOCAL_REGISTRY: &str = "localhost:5000";
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// An MPIJob did not validate.
+    #[error("the {job} job is invalid")]
+    MpiJob {
+        /// `compile` or `train`.
+        job: &'static str,
+        /// The problems.
+        #[source]
+        source: mpijob::Error,
+    },
+    /// A path of the shared layout was rejected.
+    #[error("the shared file system layout rejected a name")]
+    Layout(#[source] fsx::Error),
+    /// The image registry cannot be named.
+    #[error(
+        "cannot name the ECR registry: set cluster.account_id or image.registry (deploy asks STS for the account)"
+    )]
+    NoRegistry,
+    /// An object could not be serialized.
+    #[error("cannot serialize {kind} {name}")]
+    Serialize {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Writing the output failed.
+    #[error("cannot write the manifests to {path}")]
+    Write {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One rendered object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// The whole object, with `apiVersion` and `kind`.
+    pub value: Value,
+}
+
+impl Manifest {
+    /// Serializes a typed object.
+    pub fn from_object<T: Serialize>(object: &T) -> Result<Self, RenderError> {
+        let value = serde_json::to_value(object).map_err(|source| RenderError::Serialize {
+            kind: std::any::type_name::<T>().to_owned(),
+            name: String::new(),
+            source,
+        })?;
+        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Self { kind, name, value })
+    }
+
+    /// The file name this object is written to, such as `20-mpijob-test-mpi-train.yaml`.
+    pub fn file_name(&self, index: usize) -> String {
+        format!("{index:02}-{}-{}.yaml", self.kind.to_lowercase(), self.name)
+    }
+
+    /// The object as a YAML document.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(&self.value)
+            .unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+    }
+}
+
+/// The images the manifests refer to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImageRefs {
+    /// The training image (launcher, workers).
+    pub training: String,
+    /// The TensorBoard image.
+    pub tensorboard: String,
+    /// The staging image.
+    pub stager: String,
+}
+
+/// The registry host the configuration names: `image.registry`, else the account's ECR
+/// registry, else (local profile only) [`LOCAL_REGISTRY`].
+pub fn registry(config: &Config) -> Result<String, RenderError> {
+    if !config.image.registry.is_empty() {
+        return Ok(config.image.registry.clone());
+    }
+    if !config.cluster.account_id.is_empty() {
+        return Ok(format!(
+            "{}.dkr.ecr.{}.amazonaws.com",
+            config.cluster.account_id, config.cluster.region
+        ));
+    }
+    match config.cluster.target {
+        Target::Local => Ok(LOCAL_REGISTRY.to_owned()),
+        Target::Eks => Err(RenderError::NoRegistry),
+    }
+}
+
+/// The in-cluster layout of `/shared` for this configuration.
+pub fn layout(config: &Config) -> Result<SharedLayout, RenderError> {
+    SharedLayout::in_cluster()
+        .with_dataset_name(&config.data.dataset_name)
+        .map_err(RenderError::Layout)
+}
+
+/// The launcher gate the configuration asks for; `auto` means the operator version decides
+/// (`detected`), and without a detected version the v0.5+ policy.
+pub fn launcher_gate(config: &Config, detected: Option<LauncherGate>) -> LauncherGate {
+    match config.training.launcher_gate.as_str() {
+        "init-container" => LauncherGate::InitContainer,
+        "wait-for-workers-ready" => LauncherGate::WaitForWorkersReady,
+        _ => detected.unwrap_or(LauncherGate::WaitForWorkersReady),
+    }
+}
+
+/// The Llama-2 jobs' configuration.
+pub fn llama2_config(
+    config: &Config,
+    image: &str,
+    gate: LauncherGate,
+) -> Result<Llama2Config, RenderError> {
+    let layout = layout(config)?;
+    let key = config.data.json_keys.first().map_or("text", String::as_str);
+    let text = |path: PathBuf| path.display().to_string();
+    let paths = Llama2Paths {
+        mount_path: text(layout.root().to_path_buf()),
+        workdir: text(layout.training_workdir()),
+        tokenizer_path: text(layout.tokenizer_dir()),
+        dataset_path: text(layout.dataset_prefix(key).map_err(RenderError::Layout)?),
+        compile_cache_url: text(layout.compile_cache()),
+    };
+    let training = &config.training;
+    let mut jobs = Llama2Config::new(image, paths);
+    jobs.namespace = config.cluster.namespace.clone();
+    jobs.image_pull_policy = match config.image.pull_policy.as_str() {
+        "IfNotPresent" => mpijob::ImagePullPolicy::IfNotPresent,
+        "Never" => mpijob::ImagePullPolicy::Never,
+        _ => mpijob::ImagePullPolicy::Always,
+    };
+    jobs.compile_job_name = training.compile_job_name.clone();
+    jobs.train_job_name = training.train_job_name.clone();
+    jobs.workers = training.workers;
+    jobs.slots_per_worker = training.slots_per_worker;
+    jobs.neuron_devices_per_worker = training.neuron_devices_per_worker;
+    jobs.efa_interfaces_per_worker = training.efa_interfaces_per_worker;
+    jobs.backoff_limit = Some(training.backoff_limit);
+    jobs.clean_pod_policy = match training.clean_pod_policy.as_str() {
+        "None" => mpijob::CleanPodPolicy::None,
+        "All" => mpijob::CleanPodPolicy::All,
+        _ => mpijob::CleanPodPolicy::Running,
+    };
+    jobs.ttl_seconds_after_finished =
+        (training.ttl_seconds_after_finished > 0).then_some(training.ttl_seconds_after_finished);
+    jobs.active_deadline_seconds =
+        (training.active_deadline_seconds > 0).then_some(training.active_deadline_seconds);
+    jobs.launcher_gate = gate;
+    jobs.claim_name = config.storage.claim_name.clone();
+    jobs.neuron_cc_flags = training.neuron_cc_flags.clone();
+    jobs.script = training.script.clone();
+    jobs.script_args = training.script_args.clone();
+    jobs.extra_env = training
+        .env
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    jobs.node_selector = training.node_selector.clone();
+    jobs.tolerations = training
+        .tolerations
+        .iter()
+        .map(|toleration| k8s_openapi::api::core::v1::Toleration {
+            key: (!toleration.key.is_empty()).then(|| toleration.key.clone()),
+            operator: (!toleration.operator.is_empty()).then(|| toleration.operator.clone()),
+            value: (!toleration.value.is_empty()).then(|| toleration.value.clone()),
+            effect: (!toleration.effect.is_empty()).then(|| toleration.effect.clone()),
+            toleration_seconds: None,
+        })
+        .collect();
+    jobs.priority_class =
+        (!training.priority_class.is_empty()).then(|| training.priority_class.clone());
+    Ok(jobs)
+}
+
+/// The TensorBoard objects' configuration.
+pub fn tensorboard_config(config: &Config, image: &str) -> Result<TensorboardConfig, RenderError> {
+    let layout = layout(config)?;
+    Ok(TensorboardConfig {
+        namespace: config.cluster.namespace.clone(),
+        image: image.to_owned(),
+        pull_policy: config.image.pull_policy.clone(),
+        replicas: config.tensorboard.replicas,
+        service_type: config.tensorboard.service_type.clone(),
+        secret_name: config.tensorboard.secret_name.clone(),
+        claim_name: config.storage.claim_name.clone(),
+        mount_path: layout.root().display().to_string(),
+        logdir: layout.experiments().display().to_string(),
+    })
+}
+
+/// Every object, in apply order, each validated.
+pub fn manifests(
+    config: &Config,
+    images: &ImageRefs,
+    gate: LauncherGate,
+    storage: Vec<Manifest>,
+) -> Result<Vec<Manifest>, RenderError> {
+    let mut out = storage;
+    let jobs = llama2_config(config, &images.training, gate)?;
+    let compile = llama2::compile_job(&jobs).map_err(|source| RenderError::MpiJob {
+        job: "compile",
+        source,
+    })?;
+    let train = llama2::train_job(&jobs).map_err(|source| RenderError::MpiJob {
+        job: "train",
+        source,
+    })?;
+    out.push(Manifest::from_object(&compile)?);
+    out.push(Manifest::from_object(&train)?);
+    if config.tensorboard.enabled {
+        let tensorboard = tensorboard_config(config, &images.tensorboard)?;
+        for service in tensorboard::services(&tensorboard) {
+            out.push(Manifest::from_object(&service)?);
+        }
+        out.push(Manifest::from_object(&tensorboard::deployment(
+            &tensorboard,
+        ))?);
+    }
+    Ok(out)
+}
+
+/// Writes the manifests into `dir`, one file per object plus `all.yaml` with every object as
+/// one YAML document each. The files are written into a temporary directory beside `dir`,
+/// which then replaces `dir` whole, so an interrupted run never leaves a partial set.
+pub fn write(dir: &Path, manifests: &[Manifest]) -> Result<Vec<PathBuf>, RenderError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| RenderError::Write {
+            path: path.clone(),
+            source,
+        }
+    };
+    let parent = dir
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(parent).map_err(io(parent))?;
+    let file_name = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "manifests".to_owned());
+    let staging = parent.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    if staging.exists() {
+        fs_err::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    fs_err::create_dir_all(&staging).map_err(io(&staging))?;
+    let mut all = String::new();
+    let mut written = Vec::new();
+    for (index, manifest) in manifests.iter().enumerate() {
+        let yaml = manifest.to_yaml();
+        let name = manifest.file_name(index);
+        fs_err::write(staging.join(&name), &yaml).map_err(io(&staging.join(&name)))?;
+        all.push_str("---\n");
+        all.push_str(&yaml);
+        written.push(dir.join(name));
+    }
+    fs_err::write(staging.join("all.yaml"), &all).map_err(io(&staging.join("all.yaml")))?;
+    written.push(dir.join("all.yaml"));
+    // Swap the new directory in: move the old one aside first so that a crash at any point
+    // leaves either the old or the new complete set under `dir`.
+    let previous = parent.join(format!(".{file_name}.old-{}", std::process::id()));
+    if dir.exists() {
+        fs_err::rename(dir, &previous).map_err(io(dir))?;
+    }
+    fs_err::rename(&staging, dir).map_err(io(dir))?;
+    if previous.exists() {
+        fs_err::remove_dir_all(&previous).map_err(io(&previous))?;
+    }
+    Ok(written)
+}

@@ -1,0 +1,186 @@
+//! The TensorBoard objects: a Deployment reading the experiments directory behind nginx basic
+//! auth, a ClusterIP Service and (optionally) the blueprint's LoadBalancer Service.
+//!
+//! Unlike the blueprint, no password is in the image: nginx reads its htpasswd file from the
+//! Secret named in the configuration, mounted read-only, and each pod's nginx proxies to its
+//! own TensorBoard on loopback (the blueprint proxied through the Service, so with two
+//! replicas a request could reach the other pod's TensorBoard). TensorBoard itself listens on
+//! loopback only, so nothing reaches it without the password.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// The Deployment's name (the blueprint's).
+pub const DEPLOYMENT: &str = "tensorboard-deployment";
+/// The ClusterIP Service's name.
+pub const SERVICE: &str = "tensorboard-service";
+/// The LoadBalancer Service's name.
+pub const LOAD_BALANCER: &str = "tensorboard-ext-loadbalancer";
+/// The key of the htpasswd file in the Secret.
+pub const HTPASSWD_KEY: &str = "htpasswd";
+/// The key of the plain password in the Secret (read back by `cargo xtask tensorboard`).
+pub const PASSWORD_KEY: &str = "password";
+/// Where the Secret's htpasswd file is mounted; the image's nginx config reads it from here.
+pub const HTPASSWD_DIR: &str = "/etc/nginx/auth";
+
+/// What the TensorBoard objects are made from.
+#[derive(Clone, Debug)]
+pub struct TensorboardConfig {
+    /// Namespace.
+    pub namespace: String,
+    /// The TensorBoard image.
+    pub image: String,
+    /// `imagePullPolicy`.
+    pub pull_policy: String,
+    /// Replicas.
+    pub replicas: i32,
+    /// `LoadBalancer` or `ClusterIP`.
+    pub service_type: String,
+    /// The Secret with the htpasswd file.
+    pub secret_name: String,
+    /// The shared claim.
+    pub claim_name: String,
+    /// Where the claim is mounted.
+    pub mount_path: String,
+    /// TensorBoard's `--logdir`: the experiments directory.
+    pub logdir: String,
+}
+
+fn labels() -> BTreeMap<String, String> {
+    [
+        ("app", "tensorboard-app"),
+        ("app.kubernetes.io/name", "tensorboard"),
+        ("app.kubernetes.io/managed-by", "trnkit"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
+}
+
+fn selector() -> BTreeMap<String, String> {
+    BTreeMap::from([("app".to_owned(), "tensorboard-app".to_owned())])
+}
+
+fn metadata(name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(labels()),
+        ..Default::default()
+    }
+}
+
+/// The Deployment.
+pub fn deployment(config: &TensorboardConfig) -> Deployment {
+    let script = format!(
+        "tensorboard --logdir {} --host 127.0.0.1 --port 6006 & exec nginx -g 'daemon off;'",
+        config.logdir
+    );
+    Deployment {
+        metadata: metadata(DEPLOYMENT, &config.namespace),
+        spec: Some(DeploymentSpec {
+            replicas: Some(config.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector()),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "app".to_owned(),
+                        image: Some(config.image.clone()),
+                        image_pull_policy: Some(config.pull_policy.clone()),
+                        command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
+                        args: Some(vec![script]),
+                        ports: Some(vec![ContainerPort {
+                            container_port: 80,
+                            name: Some("http".to_owned()),
+                            ..Default::default()
+                        }]),
+                        volume_mounts: Some(vec![
+                            VolumeMount {
+                                name: "persistent-storage".to_owned(),
+                                mount_path: config.mount_path.clone(),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "htpasswd".to_owned(),
+                                mount_path: HTPASSWD_DIR.to_owned(),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "persistent-storage".to_owned(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: config.claim_name.clone(),
+                                read_only: Some(true),
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "htpasswd".to_owned(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(config.secret_name.clone()),
+                                items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
+                                    key: HTPASSWD_KEY.to_owned(),
+                                    path: HTPASSWD_KEY.to_owned(),
+                                    mode: None,
+                                }]),
+                                default_mode: Some(0o440),
+                                optional: None,
+                            }),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn service(name: &str, service_type: &str, namespace: &str) -> Service {
+    Service {
+        metadata: metadata(name, namespace),
+        spec: Some(ServiceSpec {
+            type_: Some(service_type.to_owned()),
+            selector: Some(selector()),
+            ports: Some(vec![ServicePort {
+                name: Some("nginx-proxy".to_owned()),
+                port: 80,
+                target_port: Some(IntOrString::Int(80)),
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Services: always the ClusterIP one; the LoadBalancer one when configured.
+pub fn services(config: &TensorboardConfig) -> Vec<Service> {
+    let mut services = vec![service(SERVICE, "ClusterIP", &config.namespace)];
+    if config.service_type == "LoadBalancer" {
+        services.push(service(LOAD_BALANCER, "LoadBalancer", &config.namespace));
+    }
+    services
+}
