@@ -1,0 +1,58 @@
+//! Dataset staging for trnkit: the tokenizer and the dataset, from local directories or the
+//! HuggingFace Hub, tokenized into Megatron's indexed dataset format.
+//!
+//! What it does:
+//! - [`indexed`]: Megatron's "mmap" indexed dataset (`MMIDIDX` v1): a streaming
+//!   [`DatasetWriter`], a checking [`IndexReader`], and [`merge`].
+//! - [`tokenize()`]: JSONL (plain, `.gz`, `.zst`; files, directories, globs) into one dataset per
+//!   JSON key, byte-identical to NeMo's `preprocess_data_for_megatron.py` ([`Mode::Nemo`], the
+//!   blueprint's tool) or Megatron-LM's `tools/preprocess_data.py` ([`Mode::Megatron`]), in
+//!   parallel with ordered output, optionally one shard `I/N` of the input.
+//! - [`Tokenizer`]: a HuggingFace `tokenizer.json` with the `tokenizers` crate as the reference,
+//!   plus an exact fast path for Llama-style tokenizers, checked when the tokenizer loads.
+//! - [`stage`]: copies or downloads (HuggingFace Hub protocol, resumable, checksummed) the
+//!   tokenizer and the dataset into a directory laid out like the blueprint's `/shared`.
+//! - [`job`]: the Kubernetes Indexed Job that tokenizes shards in parallel pods.
+//!
+//! What it does not do: talk to Kubernetes or AWS, read environment variables, print, or parse
+//! command lines (the `xtask` crate does those). It knows nothing of MPIJobs or images.
+//!
+//! ```no_run
+//! use pipeline::{Mode, NoProgress, TokenizeConfig, Tokenizer, tokenize};
+//!
+//! # fn main() -> pipeline::Result<()> {
+//! let tokenizer = Tokenizer::from_path("/shared/llama7b_tokenizer".as_ref(), Mode::Nemo, true)?;
+//! let config = TokenizeConfig::new(
+//!     vec!["/shared/data/RedPajama-Data-1T-Sample/*.jsonl".into()],
+//!     "/shared/data/redpajama_sample".into(),
+//! );
+//! let report = tokenize(&config, &tokenizer, &NoProgress)?;
+//! assert_eq!(report.outputs[0].prefix, std::path::Path::new("/shared/data/redpajama_sample_text_document"));
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod bpe;
+mod cache;
+mod error;
+pub mod indexed;
+pub mod input;
+pub mod job;
+pub mod json;
+pub mod stage;
+mod tokenize;
+pub mod tokenizer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Result};
+pub use indexed::{DType, DatasetSummary, DatasetWriter, IndexReader, VerifyReport, merge};
+pub use input::Shard;
+pub use tokenize::{
+    NoProgress, Progress, ProgressUpdate, TokenizeConfig, TokenizeReport, output_prefix_for_key,
+    tokenize,
+};
+pub use tokenizer::{Encoder, Engine, Mode, Tokenizer};

@@ -1,0 +1,1 @@
+//! Staging (being written).

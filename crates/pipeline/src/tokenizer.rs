@@ -1,0 +1,578 @@
+//! Loading a HuggingFace tokenizer directory, and encoding text to ids exactly as the reference
+//! tools do, fast.
+//!
+//! The reference is the `tokenizers` crate (the library behind Python's fast tokenizers, which
+//! Megatron's `preprocess_data.py` uses). [`Tokenizer`] always holds that reference; it adds a
+//! faster path that gives the same ids for tokenizers of the SentencePiece-BPE shape of
+//! Llama/Llama-2/Mistral:
+//!
+//! - normalizer `Sequence[Prepend("▁"), Replace(" " -> "▁")]`, no pre-tokenizer, a BPE model
+//!   without dropout, word prefixes or suffixes, nor `ignore_merges`;
+//! - every added token matched on the raw text (`normalized: false`, no strip, not single-word);
+//! - for `--mode megatron`, no post-processor or a `TemplateProcessing` one.
+//!
+//! HuggingFace's BPE treats such a document as one "word" of up to hundreds of kilobytes, which is
+//! slow. The fast path cuts the normalized text before every `▁` that follows another character
+//! and runs the same BPE model on each piece, with a per-worker cache of pieces. That is exact
+//! when **no vocabulary token has a `▁` right after another character**: BPE only merges pairs
+//! whose concatenation is a vocabulary token, so no merge can then span a cut, the pieces evolve
+//! independently, and (with `▁` itself in the vocabulary) no unknown-token fusion spans a cut
+//! either. The property holds for Llama-2; it is checked when the tokenizer loads, and any
+//! tokenizer that does not have this shape or property uses the reference encoder instead
+//! ([`Tokenizer::fallback_reason`] says why).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use tokenizers::AddedToken;
+use tokenizers::models::ModelWrapper;
+
+use crate::bpe::{FastBpe, Scratch};
+use crate::cache::PieceCache;
+use crate::error::{Error, Result};
+
+/// The character SentencePiece uses for a space.
+const META: char = '\u{2581}';
+const META_STR: &str = "\u{2581}";
+
+/// Which reference tool's semantics to reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// NeMo's `preprocess_data_for_megatron.py` (what the blueprint runs): no special tokens
+    /// added by the tokenizer, EOS appended to non-empty documents with `append_eod`, empty
+    /// documents skipped, `need_pad_id` adds `<pad>`.
+    #[default]
+    Nemo,
+    /// Megatron-LM's `tools/preprocess_data.py`: `tokenizer(text).input_ids` (the
+    /// post-processor's BOS included), empty documents kept as zero-length documents, a list
+    /// value taken as pre-split sentences.
+    Megatron,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Nemo => "nemo",
+            Mode::Megatron => "megatron",
+        })
+    }
+}
+
+/// Which encoder a [`Tokenizer`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The piece-wise cached path (exact, checked at load).
+    Fast,
+    /// The `tokenizers` crate's own `encode`.
+    Reference,
+}
+
+/// A loaded tokenizer: the reference `tokenizers` object, and the fast plan when it applies.
+#[derive(Clone)]
+pub struct Tokenizer {
+    hf: Arc<tokenizers::Tokenizer>,
+    fast: Option<Arc<FastPlan>>,
+    fallback_reason: Option<String>,
+    add_special_tokens: bool,
+    eos_id: Option<u32>,
+    vocab_size: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("path", &self.path)
+            .field("engine", &self.engine())
+            .field("fallback_reason", &self.fallback_reason)
+            .field("add_special_tokens", &self.add_special_tokens)
+            .field("eos_id", &self.eos_id)
+            .field("vocab_size", &self.vocab_size)
+            .finish()
+    }
+}
+
+struct FastPlan {
+    /// Added tokens, matched leftmost-longest on the raw text like `tokenizers` does.
+    added: Option<AhoCorasick>,
+    added_ids: Vec<u32>,
+    /// Ids the post-processor puts before and after the sequence (`megatron` mode only).
+    prefix: Vec<u32>,
+    suffix: Vec<u32>,
+    /// The BPE model, replicated on ids.
+    bpe: FastBpe,
+    /// ASCII characters that BPE never merges with a neighbour (cut before and after them).
+    isolated: [bool; 128],
+}
+
+/// Reads the `tokenizer_config.json` value of a special token: a string or `{"content": ..}`.
+fn config_token(config: &serde_json::Value, name: &str) -> Option<String> {
+    match config.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::LoadTokenizer {
+                path: path.to_owned(),
+                reason: "not valid JSON".into(),
+                source: Some(Box::new(e)),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+impl Tokenizer {
+    /// Loads `dir/tokenizer.json` (plus `tokenizer_config.json` and `special_tokens_map.json`
+    /// when present, for the EOS and pad tokens), or a `tokenizer.json` file given directly.
+    ///
+    /// `need_pad_id` adds the special token `<pad>` when the tokenizer has no pad token, as NeMo
+    /// does: the vocabulary grows by one and literal `<pad>` in text becomes that id.
+    pub fn from_path(path: &Path, mode: Mode, need_pad_id: bool) -> Result<Self> {
+        let (dir, file) = if path.is_dir() {
+            (path.to_owned(), path.join("tokenizer.json"))
+        } else {
+            (
+                path.parent().map(Path::to_owned).unwrap_or_default(),
+                path.to_owned(),
+            )
+        };
+        if !file.is_file() {
+            return Err(Error::LoadTokenizer {
+                path: path.to_owned(),
+                reason: "no tokenizer.json there; stage the tokenizer first (a HuggingFace `save_pretrained` directory)"
+                    .into(),
+                source: None,
+            });
+        }
+        let bytes = std::fs::read(&file).map_err(|e| Error::io("read", &file, e))?;
+        let raw: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::LoadTokenizer {
+                path: file.clone(),
+                reason: "not valid JSON".into(),
+                source: Some(Box::new(e)),
+            })?;
+        let mut hf =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::LoadTokenizer {
+                path: file.clone(),
+                reason: "the tokenizers library rejected it".into(),
+                source: Some(e),
+            })?;
+        // transformers never truncates or pads in these tools' calls; tokenizer.json may ask to.
+        hf.with_truncation(None).map_err(|e| Error::LoadTokenizer {
+            path: file.clone(),
+            reason: "could not disable truncation".into(),
+            source: Some(e),
+        })?;
+        hf.with_padding(None);
+
+        let mut config =
+            read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(serde_json::Value::Null);
+        if let Some(map) = read_json(&dir.join("special_tokens_map.json"))? {
+            // tokenizer_config.json wins; special_tokens_map.json fills gaps.
+            if let (Some(cfg), Some(map)) = (config.as_object_mut(), map.as_object()) {
+                for (k, v) in map {
+                    if cfg.get(k).is_none_or(serde_json::Value::is_null) {
+                        cfg.insert(k.clone(), v.clone());
+                    }
+                }
+            } else if config.is_null() {
+                config = map;
+            }
+        }
+
+        let eos_id = config_token(&config, "eos_token").and_then(|t| hf.token_to_id(&t));
+        if need_pad_id {
+            let pad = config_token(&config, "pad_token").and_then(|t| hf.token_to_id(&t));
+            if pad.is_none() {
+                hf.add_special_tokens([AddedToken::from("<pad>", true)])
+                    .map_err(|e| Error::LoadTokenizer {
+                        path: file.clone(),
+                        reason: "could not add the <pad> token".into(),
+                        source: Some(e),
+                    })?;
+            }
+        }
+        let vocab_size = hf.get_vocab_size(true);
+        let add_special_tokens = mode == Mode::Megatron;
+        let (fast, fallback_reason) = match FastPlan::build(&raw, &hf, add_special_tokens) {
+            Ok(plan) => (Some(Arc::new(plan)), None),
+            Err(reason) => {
+                tracing::info!(%reason, "the fast tokenizer path does not apply; using the reference encoder");
+                (None, Some(reason))
+            }
+        };
+        Ok(Tokenizer {
+            hf: Arc::new(hf),
+            fast,
+            fallback_reason,
+            add_special_tokens,
+            eos_id,
+            vocab_size,
+            path: file,
+        })
+    }
+
+    /// The encoder in use.
+    pub fn engine(&self) -> Engine {
+        if self.fast.is_some() {
+            Engine::Fast
+        } else {
+            Engine::Reference
+        }
+    }
+
+    /// Forces the reference encoder (for comparisons).
+    pub fn force_reference(&mut self) {
+        if self.fast.take().is_some() {
+            self.fallback_reason = Some("the reference encoder was requested".into());
+        }
+    }
+
+    /// Why the fast path does not apply, if it does not.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// `len(tokenizer)`: vocabulary including added tokens (and `<pad>` if it was added).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The end-of-document id (the EOS token of `tokenizer_config.json`), if any.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+
+    /// The id of a token string, added tokens included.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.hf.token_to_id(token)
+    }
+
+    /// The underlying `tokenizers` object (the reference).
+    pub fn reference(&self) -> &tokenizers::Tokenizer {
+        &self.hf
+    }
+
+    /// Whether special tokens are added (the post-processor runs): `megatron` mode.
+    pub fn adds_special_tokens(&self) -> bool {
+        self.add_special_tokens
+    }
+
+    /// A per-thread encoder with its own cache.
+    pub fn encoder(&self) -> Encoder {
+        Encoder {
+            tokenizer: self.clone(),
+            cache: PieceCache::new(CACHE_BUDGET_BYTES),
+            normalized: String::new(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Encodes with the reference `tokenizers` encoder (no fast path).
+    pub fn encode_reference(&self, text: &str) -> std::result::Result<Vec<u32>, tokenizers::Error> {
+        Ok(self
+            .hf
+            .encode_fast(text, self.add_special_tokens)?
+            .get_ids()
+            .to_vec())
+    }
+}
+
+impl FastPlan {
+    /// Checks the tokenizer's shape and vocabulary property; `Err` says why the fast path does
+    /// not apply.
+    fn build(
+        raw: &serde_json::Value,
+        hf: &tokenizers::Tokenizer,
+        add_special: bool,
+    ) -> Result<FastPlan, String> {
+        use serde_json::json;
+        let expected_normalizer = json!({
+            "type": "Sequence",
+            "normalizers": [
+                {"type": "Prepend", "prepend": META_STR},
+                {"type": "Replace", "pattern": {"String": " "}, "content": META_STR},
+            ]
+        });
+        if raw.get("normalizer") != Some(&expected_normalizer) {
+            return Err("the normalizer is not Sequence[Prepend(▁), Replace(' ', ▁)]".into());
+        }
+        if !raw
+            .get("pre_tokenizer")
+            .is_none_or(serde_json::Value::is_null)
+        {
+            return Err("the tokenizer has a pre-tokenizer".into());
+        }
+        let model = raw.get("model").ok_or("no model")?;
+        if model.get("type").and_then(|t| t.as_str()) != Some("BPE") {
+            return Err("the model is not BPE".into());
+        }
+        let ModelWrapper::BPE(bpe) = hf.get_model() else {
+            return Err("the model is not BPE".into());
+        };
+        if bpe.dropout.is_some_and(|d| d > 0.0) {
+            return Err("BPE dropout is set".into());
+        }
+        if bpe
+            .continuing_subword_prefix
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+            || bpe
+                .end_of_word_suffix
+                .as_deref()
+                .is_some_and(|s| !s.is_empty())
+        {
+            return Err("BPE has a subword prefix or suffix".into());
+        }
+        if bpe.ignore_merges {
+            return Err("BPE ignore_merges is set".into());
+        }
+        let vocab = bpe.get_vocab();
+        if !vocab.contains_key(META_STR) {
+            return Err("▁ is not a vocabulary token".into());
+        }
+        for token in vocab.keys() {
+            let mut previous: Option<char> = None;
+            for c in token.chars() {
+                if c == META && previous.is_some_and(|p| p != META) {
+                    return Err(format!(
+                        "vocabulary token {token:?} has ▁ after another character"
+                    ));
+                }
+                previous = Some(c);
+            }
+        }
+        // Added tokens.
+        let mut added: Vec<(String, u32)> = Vec::new();
+        for (id, token) in hf.get_added_tokens_decoder() {
+            if token.normalized || token.lstrip || token.rstrip || token.single_word {
+                return Err(format!(
+                    "added token {:?} is normalized, stripped or single-word; only raw-text added tokens are supported",
+                    token.content
+                ));
+            }
+            if token.content.is_empty() {
+                return Err("an added token is empty".into());
+            }
+            added.push((token.content, id));
+        }
+        added.sort();
+        let (added, added_ids) = if added.is_empty() {
+            (None, Vec::new())
+        } else {
+            let automaton = AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(added.iter().map(|(c, _)| c.as_str()))
+                .map_err(|e| format!("could not build the added-token matcher: {e}"))?;
+            (Some(automaton), added.iter().map(|(_, id)| *id).collect())
+        };
+        // Post-processor.
+        let (mut prefix, mut suffix) = (Vec::new(), Vec::new());
+        if add_special {
+            match raw.get("post_processor") {
+                None | Some(serde_json::Value::Null) => {}
+                Some(pp)
+                    if pp.get("type").and_then(|t| t.as_str()) == Some("TemplateProcessing") =>
+                {
+                    let items = pp
+                        .get("single")
+                        .and_then(|s| s.as_array())
+                        .ok_or("template without `single`")?;
+                    let specials = pp
+                        .get("special_tokens")
+                        .ok_or("template without `special_tokens`")?;
+                    let mut seen_sequence = false;
+                    for item in items {
+                        if let Some(seq) = item.get("Sequence") {
+                            if seq.get("id").and_then(|i| i.as_str()) != Some("A") || seen_sequence
+                            {
+                                return Err("unsupported template sequence".into());
+                            }
+                            seen_sequence = true;
+                        } else if let Some(special) = item.get("SpecialToken") {
+                            let name = special
+                                .get("id")
+                                .and_then(|i| i.as_str())
+                                .ok_or("template special without id")?;
+                            let ids = specials
+                                .get(name)
+                                .and_then(|s| s.get("ids"))
+                                .and_then(|i| i.as_array())
+                                .ok_or("template special token without ids")?;
+                            let target = if seen_sequence {
+                                &mut suffix
+                            } else {
+                                &mut prefix
+                            };
+                            for id in ids {
+                                target.push(
+                                    id.as_u64()
+                                        .and_then(|i| u32::try_from(i).ok())
+                                        .ok_or("bad special id")?,
+                                );
+                            }
+                        } else {
+                            return Err("unsupported template item".into());
+                        }
+                    }
+                    if !seen_sequence {
+                        return Err("template without sequence A".into());
+                    }
+                }
+                Some(_) => return Err("the post-processor is not a TemplateProcessing".into()),
+            }
+        }
+        let model_json = serde_json::to_value(hf.get_model())
+            .map_err(|e| format!("could not serialize the model: {e}"))?;
+        let bpe = FastBpe::from_model_json(&model_json)?;
+        let isolated = bpe.isolated_ascii();
+        Ok(FastPlan {
+            added,
+            added_ids,
+            prefix,
+            suffix,
+            bpe,
+            isolated,
+        })
+    }
+}
+
+/// Encodes text on one thread; holds a cache of pieces. Create one per worker with
+/// [`Tokenizer::encoder`].
+pub struct Encoder {
+    tokenizer: Tokenizer,
+    cache: PieceCache,
+    normalized: String,
+    scratch: Scratch,
+}
+
+/// Pieces longer than this are not cached (they rarely repeat).
+const MAX_CACHED_PIECE: usize = 128;
+/// Start the cache over past this many bytes, bounding memory per worker.
+const CACHE_BUDGET_BYTES: usize = 40 << 20;
+
+impl Encoder {
+    /// The tokenizer this encoder uses.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Appends the ids of `text` to `out`, exactly as `tokenizer.encode(text, add_special_tokens)`
+    /// of the `tokenizers` crate would produce them.
+    pub fn encode(
+        &mut self,
+        text: &str,
+        out: &mut Vec<u32>,
+    ) -> std::result::Result<(), tokenizers::Error> {
+        let Some(plan) = self.tokenizer.fast.clone() else {
+            let encoding = self
+                .tokenizer
+                .hf
+                .encode_fast(text, self.tokenizer.add_special_tokens)?;
+            out.extend_from_slice(encoding.get_ids());
+            return Ok(());
+        };
+        out.extend_from_slice(&plan.prefix);
+        match &plan.added {
+            None => self.encode_plain(&plan, text, out),
+            Some(automaton) => {
+                let mut last = 0;
+                for m in automaton.find_iter(text) {
+                    if m.start() > last {
+                        self.encode_plain(&plan, &text[last..m.start()], out);
+                    }
+                    out.push(plan.added_ids[m.pattern().as_usize()]);
+                    last = m.end();
+                }
+                if last < text.len() {
+                    self.encode_plain(&plan, &text[last..], out);
+                }
+            }
+        }
+        out.extend_from_slice(&plan.suffix);
+        Ok(())
+    }
+
+    /// Normalizes a piece without added tokens (prepend ▁, spaces to ▁), cuts it before every
+    /// ▁ that follows another character, and encodes the pieces through the cache.
+    fn encode_plain(&mut self, plan: &FastPlan, text: &str, out: &mut Vec<u32>) {
+        if text.is_empty() {
+            return;
+        }
+        let mut normalized = std::mem::take(&mut self.normalized);
+        normalized.clear();
+        normalized.reserve(text.len() + 3 + text.len() / 4);
+        normalized.push(META);
+        // Replace spaces by ▁, copying runs between spaces in bulk.
+        let bytes = text.as_bytes();
+        let mut from = 0;
+        for at in memchr::memchr_iter(b' ', bytes) {
+            normalized.push_str(&text[from..at]);
+            normalized.push(META);
+            from = at + 1;
+        }
+        normalized.push_str(&text[from..]);
+
+        // Cut before every ▁ (E2 96 81) whose previous character is not ▁, and around every
+        // isolated ASCII character.
+        let nb = normalized.as_bytes();
+        let mut start = 0;
+        let mut i = 0;
+        let mut previous_meta = false;
+        while i < nb.len() {
+            let b = nb[i];
+            if b == 0xE2 && nb.get(i + 1) == Some(&0x96) && nb.get(i + 2) == Some(&0x81) {
+                if !previous_meta && i > start {
+                    self.encode_piece(&plan, &normalized[start..i], out);
+                    start = i;
+                }
+                previous_meta = true;
+                i += 3;
+                continue;
+            }
+            previous_meta = false;
+            if b < 128 && plan.isolated[usize::from(b)] {
+                if i > start {
+                    self.encode_piece(&plan, &normalized[start..i], out);
+                }
+                self.encode_piece(&plan, &normalized[i..i + 1], out);
+                start = i + 1;
+            }
+            i += 1;
+        }
+        if start < nb.len() {
+            self.encode_piece(&plan, &normalized[start..], out);
+        }
+        self.normalized = normalized;
+    }
+
+    #[inline]
+    fn encode_piece(&mut self, plan: &FastPlan, piece: &str, out: &mut Vec<u32>) {
+        let cacheable = piece.len() <= MAX_CACHED_PIECE;
+        let hash = if cacheable {
+            let hash = PieceCache::hash(piece);
+            if let Some(ids) = self.cache.get(hash, piece) {
+                out.extend_from_slice(ids);
+                return;
+            }
+            hash
+        } else {
+            0
+        };
+        let start = out.len();
+        plan.bpe.encode_word(piece, out, &mut self.scratch);
+        if cacheable {
+            self.cache.insert(hash, piece, &out[start..]);
+        }
+    }
+}
