@@ -259,15 +259,15 @@ async fn update_settings(
             .await
             .map_err(|error| configure_error("tag mutability")(error.into()))?;
     }
-    if !spec.tags.is_empty() {
-        if let Some(arn) = repository.repository_arn() {
-            ecr.tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(ecr_tags(spec)?))
-                .send()
-                .await
-                .map_err(|error| configure_error("resource tags")(error.into()))?;
-        }
+    if !spec.tags.is_empty()
+        && let Some(arn) = repository.repository_arn()
+    {
+        ecr.tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(ecr_tags(spec)?))
+            .send()
+            .await
+            .map_err(|error| configure_error("resource tags")(error.into()))?;
     }
     Ok(())
 }

@@ -227,14 +227,14 @@ pub(crate) async fn pull(
     let mut stream = docker.create_image(Some(options), None, Some(credentials.docker()));
     while let Some(item) = stream.next().await {
         if let Err(error) = item {
-            if let Some((_, message)) = engine_message(&error) {
-                if classify(message) == Failure::Unauthorized {
-                    return Err(Error::RegistryUnauthorized {
-                        registry: reference.registry().to_owned(),
-                        reference: reference.to_string(),
-                        message: message.to_owned(),
-                    });
-                }
+            if let Some((_, message)) = engine_message(&error)
+                && classify(message) == Failure::Unauthorized
+            {
+                return Err(Error::RegistryUnauthorized {
+                    registry: reference.registry().to_owned(),
+                    reference: reference.to_string(),
+                    message: message.to_owned(),
+                });
             }
             return Err(Error::Docker {
                 operation: "pull",

@@ -87,6 +87,8 @@ mod publish;
 mod push;
 mod reference;
 
+/// The AWS SDK for ECR, re-exported so callers build the client with the same version.
+pub use aws_sdk_ecr;
 pub use build::{BuiltImage, build};
 pub use context::{BuildContext, ContextDigest, ContextFile, FileSource};
 pub use dockerignore::Dockerignore;

