@@ -57,8 +57,9 @@ impl std::fmt::Display for Shard {
 }
 
 /// Expands files, directories and globs into a sorted, de-duplicated list of files.
-/// A directory contributes its `*.json*` files (recursively). A pattern that matches nothing is
-/// an error.
+/// A directory contributes its `*.json*` files (recursively), except hidden files (such as
+/// staging's checksum manifest) and `.partial` downloads. A pattern that matches nothing is an
+/// error.
 pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
@@ -98,7 +99,7 @@ fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         } else if path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.contains(".json"))
+            .is_some_and(|n| n.contains(".json") && !n.starts_with('.') && !n.ends_with(".partial"))
         {
             files.push(path);
         }

@@ -1119,3 +1119,298 @@ fn a_cancelled_run_leaves_nothing_and_a_rerun_succeeds() {
     .expect("rerun");
     assert_eq!(report.documents, 3000);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The sharded tokenization Job.
+
+fn job_config() -> crate::job::ShardJobConfig {
+    crate::job::ShardJobConfig {
+        name: "trnkit-tokenize".into(),
+        namespace: "default".into(),
+        image: "123456789012.dkr.ecr.us-west-2.amazonaws.com/neuronx_nemo:stage".into(),
+        shards: 8,
+        parallelism: 4,
+        claim_name: "fsx-claim".into(),
+        mount_path: "/shared".into(),
+        inputs: vec!["/shared/data/RedPajama-Data-1T-Sample/*.jsonl".into()],
+        tokenizer_dir: "/shared/llama7b_tokenizer".into(),
+        output_prefix: "/shared/data/redpajama_sample".into(),
+        json_keys: vec!["text".into()],
+        mode: Mode::Nemo,
+        append_eod: true,
+        need_pad_id: true,
+        workers_per_pod: 4,
+        memory: "2Gi".into(),
+        backoff_limit_per_index: 2,
+    }
+}
+
+#[test]
+fn shard_job_manifest() {
+    let config = job_config();
+    let job = crate::job::shard_job(&config);
+    insta::assert_yaml_snapshot!(job);
+    let merge = crate::job::merge_args(&config, "text");
+    assert_eq!(merge[3], "/shared/data/redpajama_sample_text_document");
+    assert_eq!(merge.len(), 4 + 8);
+    assert_eq!(
+        merge[4],
+        "/shared/data/redpajama_sample.shard-0-of-8_text_document"
+    );
+    assert_eq!(
+        merge[11],
+        "/shared/data/redpajama_sample.shard-7-of-8_text_document"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staging: local directories and a local server speaking the Hub protocol.
+
+/// A tiny HTTP/1.1 server: `routes` maps a path to (status, body); honours `Range: bytes=N-`
+/// and records the requests' `Authorization` headers. Serves until the test ends.
+fn hub_server(
+    routes: Vec<(String, u16, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let mut range_from = 0usize;
+            let mut auth = String::from("-");
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                let lower = header.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("range: bytes=") {
+                    range_from = v.trim().trim_end_matches('-').parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    auth = header.trim().to_owned();
+                }
+            }
+            log.lock()
+                .expect("lock")
+                .push(format!("{path} {auth} range={range_from}"));
+            let (status, body) = routes
+                .iter()
+                .find(|(p, _, _)| *p == path)
+                .map(|(_, s, b)| (*s, b.clone()))
+                .unwrap_or((404, b"not found".to_vec()));
+            let (status, body) = if status == 200 && range_from > 0 && range_from <= body.len() {
+                (206, body[range_from..].to_vec())
+            } else {
+                (status, body)
+            };
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (address, seen)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn staging_from_the_hub_resumes_verifies_and_reports_gated_repositories() {
+    use crate::stage::{Hub, Source, stage_dataset, stage_tokenizer};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok_dir = trained(dir.path());
+    let tokenizer_json = fs_err::read(tok_dir.join("tokenizer.json")).expect("read");
+    let part_a = jsonl(&["alpha".into(), "beta".into()]).into_bytes();
+    let part_b = jsonl(&["gamma".into()]).into_bytes();
+    let tree = serde_json::to_vec(&json!([
+        {"type": "directory", "path": "sub"},
+        {"type": "file", "path": "README.md", "size": 3},
+        {"type": "file", "path": "sub/b.jsonl", "size": part_b.len(), "lfs": {"oid": sha256_hex(&part_b), "size": part_b.len()}},
+        {"type": "file", "path": "a.jsonl", "size": part_a.len(), "lfs": {"oid": sha256_hex(&part_a), "size": part_a.len()}},
+    ]))
+    .expect("json");
+    let (endpoint, seen) = hub_server(vec![
+        (
+            "/org/tok/resolve/main/tokenizer.json".into(),
+            200,
+            tokenizer_json.clone(),
+        ),
+        (
+            "/org/gated/resolve/main/tokenizer.json".into(),
+            403,
+            b"gated".to_vec(),
+        ),
+        (
+            "/api/datasets/org/data/tree/main?recursive=true".into(),
+            200,
+            tree,
+        ),
+        (
+            "/datasets/org/data/resolve/main/a.jsonl".into(),
+            200,
+            part_a.clone(),
+        ),
+        (
+            "/datasets/org/data/resolve/main/sub/b.jsonl".into(),
+            200,
+            part_b.clone(),
+        ),
+    ]);
+    let hub = Hub {
+        endpoint,
+        token: Some("hf_secret_token".into()),
+    };
+    assert!(
+        !format!("{hub:?}").contains("hf_secret"),
+        "the token must not be in Debug output"
+    );
+
+    let staged = stage_tokenizer(
+        &Source::Hub {
+            repo: "org/tok".into(),
+            revision: "main".into(),
+        },
+        &hub,
+        &dir.path().join("t"),
+    )
+    .expect("tokenizer");
+    assert_eq!(
+        fs_err::read(dir.path().join("t/tokenizer.json")).expect("read"),
+        tokenizer_json
+    );
+    assert_eq!(staged.files.len(), 1);
+    assert_eq!(staged.files[0].sha256, sha256_hex(&tokenizer_json));
+
+    let error = stage_tokenizer(
+        &Source::Hub {
+            repo: "org/gated".into(),
+            revision: "main".into(),
+        },
+        &hub,
+        &dir.path().join("g"),
+    )
+    .expect_err("gated");
+    let message = error.to_string();
+    assert!(
+        message.contains("gated") && message.contains("accept its license"),
+        "{message}"
+    );
+    assert!(!message.contains("hf_secret"), "{message}");
+
+    // A partial download from an earlier run is resumed with a Range request.
+    let data = dir.path().join("data");
+    fs_err::create_dir_all(&data).expect("mkdir");
+    fs_err::write(data.join("a.jsonl.partial"), &part_a[..5]).expect("write");
+    let source = Source::Hub {
+        repo: "org/data".into(),
+        revision: "main".into(),
+    };
+    let report = stage_dataset(&source, &hub, &data).expect("dataset");
+    assert_eq!(fs_err::read(data.join("a.jsonl")).expect("a"), part_a);
+    assert_eq!(fs_err::read(data.join("sub/b.jsonl")).expect("b"), part_b);
+    assert_eq!(report.files.len(), 2);
+    assert_eq!(report.transferred, (part_a.len() - 5 + part_b.len()) as u64);
+    let log = seen.lock().expect("lock").clone();
+    assert!(
+        log.iter().any(|l| l.starts_with(
+            "/datasets/org/data/resolve/main/a.jsonl authorization: Bearer hf_secret_token range=5"
+        )),
+        "{log:?}"
+    );
+    // A rerun downloads nothing.
+    let again = stage_dataset(&source, &hub, &data).expect("rerun");
+    assert_eq!((again.skipped, again.transferred), (2, 0));
+    // The staged files tokenize as the blueprint's merged copy does.
+    let merged = dir.path().join("merged.jsonl");
+    let files = crate::input::expand_inputs(&[path_str(&data)]).expect("expand");
+    crate::stage::merge_jsonl(&files, &merged).expect("merge");
+    assert_eq!(
+        fs_err::read(&merged).expect("merged"),
+        [part_a.clone(), part_b.clone()].concat()
+    );
+}
+
+#[test]
+fn staging_detects_a_corrupted_download() {
+    use crate::stage::{Hub, Source, stage_dataset};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = b"{\"text\": \"x\"}\n".to_vec();
+    let tree = serde_json::to_vec(&json!([
+        {"type": "file", "path": "a.jsonl", "size": body.len(), "lfs": {"oid": sha256_hex(b"other"), "size": body.len()}},
+    ]))
+    .expect("json");
+    let (endpoint, _) = hub_server(vec![
+        ("/api/datasets/o/d/tree/v1?recursive=true".into(), 200, tree),
+        ("/datasets/o/d/resolve/v1/a.jsonl".into(), 200, body),
+    ]);
+    let error = stage_dataset(
+        &Source::Hub {
+            repo: "o/d".into(),
+            revision: "v1".into(),
+        },
+        &Hub {
+            endpoint,
+            token: None,
+        },
+        dir.path(),
+    )
+    .expect_err("checksum");
+    assert!(
+        matches!(error, Error::Checksum { what: "sha256", .. }),
+        "{error}"
+    );
+    assert!(!dir.path().join("a.jsonl").exists());
+}
+
+#[test]
+fn staging_from_local_directories_copies_and_records_checksums() {
+    use crate::stage::{Hub, Source, stage_dataset, stage_tokenizer};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok_dir = trained(dir.path());
+    let hub = Hub {
+        endpoint: "http://127.0.0.1:9".into(),
+        token: None,
+    };
+    let target = dir.path().join("shared/llama7b_tokenizer");
+    let report =
+        stage_tokenizer(&Source::Local(vec![path_str(&tok_dir)]), &hub, &target).expect("stage");
+    assert_eq!(
+        report.files.len(),
+        2,
+        "tokenizer.json and tokenizer_config.json"
+    );
+    let again =
+        stage_tokenizer(&Source::Local(vec![path_str(&tok_dir)]), &hub, &target).expect("again");
+    assert_eq!((again.skipped, again.transferred), (2, 0));
+    assert!(Tokenizer::from_path(&target, Mode::Nemo, true).is_ok());
+    let src = dir.path().join("src");
+    fs_err::create_dir_all(&src).expect("mkdir");
+    fs_err::write(src.join("b.jsonl"), "{\"text\": \"b\"}\n").expect("write");
+    fs_err::write(src.join("a.jsonl"), "{\"text\": \"a\"}\n").expect("write");
+    let data = dir.path().join("shared/data/sample");
+    let report = stage_dataset(&Source::Local(vec![path_str(&src)]), &hub, &data).expect("data");
+    assert_eq!(
+        report
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>(),
+        ["a.jsonl", "b.jsonl"]
+    );
+    assert_eq!(report.files[0].sha256, sha256_hex(b"{\"text\": \"a\"}\n"));
+}
