@@ -1,0 +1,104 @@
+//! Benchmark: inspecting a generated cache of 100,000 entries (goal: under 2 seconds).
+//!
+//! `cargo bench -p neuron-cache` generates the tree in a temporary folder on local disk (set
+//! `NEURON_CACHE_BENCH_DIR` to put it elsewhere, `NEURON_CACHE_BENCH_ENTRIES` to change the
+//! count), then times `inspect` three times and prints the figures. The first run follows the
+//! generation, so the kernel's caches are warm in all runs; on a freshly mounted Lustre file
+//! system the first inspection will be slower.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use neuron_cache::{InspectOptions, State};
+
+fn main() {
+    let count: usize = std::env::var("NEURON_CACHE_BENCH_ENTRIES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(100_000);
+    let parent = std::env::var_os("NEURON_CACHE_BENCH_DIR").map(std::path::PathBuf::from);
+    let directory = match &parent {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("a temporary folder for the generated cache");
+    let root = directory.path();
+
+    let start = Instant::now();
+    generate(root, count);
+    println!(
+        "generated {count} entries in {:.2} s under {}",
+        start.elapsed().as_secs_f64(),
+        root.display()
+    );
+
+    let options = InspectOptions {
+        stale_after: Duration::from_secs(3600),
+        ..InspectOptions::default()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut best = f64::MAX;
+    for run in 1..=3 {
+        let start = Instant::now();
+        let report = neuron_cache::inspect(root, &options).expect("inspect the generated cache");
+        let seconds = start.elapsed().as_secs_f64();
+        best = best.min(seconds);
+        assert_eq!(
+            report.summary.entries, count,
+            "every generated entry is found"
+        );
+        println!(
+            "inspect run {run}: {seconds:.3} s for {} entries ({:.0} entries/s, {threads} threads; complete {}, failed {}, locked {}, incomplete {})",
+            report.summary.entries,
+            report.summary.entries as f64 / seconds,
+            report.summary.count(State::Complete),
+            report.summary.count(State::Failed),
+            report.summary.count(State::Locked) + report.summary.count(State::StaleLock),
+            report.summary.count(State::Incomplete),
+        );
+    }
+    println!("best: {best:.3} s for {count} entries (goal: < 2 s)");
+}
+
+/// 90% complete, 5% failed, 3% locked, 2% incomplete, over two compiler versions; generated on
+/// every core.
+fn generate(root: &Path, count: usize) {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    std::thread::scope(|scope| {
+        for worker in 0..threads {
+            scope.spawn(move || {
+                for index in (worker..count).step_by(threads) {
+                    let version = if index % 10 == 0 {
+                        "2.20.0.0+aaaaaaaa"
+                    } else {
+                        "2.21.33363.0+82129205"
+                    };
+                    let entry = root
+                        .join(format!("neuronxcc-{version}"))
+                        .join(format!("MODULE_{index:020}+725887e1"));
+                    fs_err::create_dir_all(&entry).expect("create an entry");
+                    let files: &[&str] = match index % 100 {
+                        0..=89 => &[
+                            "model.hlo_module.pb",
+                            "compile_flags.json",
+                            "model.neff",
+                            "model.done",
+                        ],
+                        90..=94 => &["model.hlo_module.pb", "compile_flags.json", "model.log"],
+                        95..=97 => &[
+                            "model.hlo_module.pb",
+                            "compile_flags.json",
+                            "model.hlo_module.pb.lock",
+                        ],
+                        _ => &["model.hlo_module.pb"],
+                    };
+                    for file in files {
+                        fs_err::write(entry.join(file), b"0123456789").expect("write a file");
+                    }
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,6 @@
+//! Unit tests of `neuron-cache`, on generated cache trees (hostile ones included).
+
+mod flags;
+mod prune;
+mod scan;
+mod tree;

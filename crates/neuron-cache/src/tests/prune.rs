@@ -1,0 +1,418 @@
+//! Pruning generated trees: the dry run lists exactly what the flags ask for, the real run
+//! removes exactly that, fresh locks and links out of the root survive, and an interrupted
+//! removal is finished by the next run. Also `verify` and `coverage`.
+
+use std::time::Duration;
+
+use super::tree::{FLAGS, Tree, VERSION, inspect_options};
+use crate::prune::{Action, PruneOptions, plan, prune};
+use crate::{Error, State, coverage, inspect, verify};
+
+fn fixture() -> Tree {
+    let tree = Tree::new();
+    tree.complete("00000000000000000001");
+    tree.failed("00000000000000000002");
+    tree.locked("00000000000000000003", Duration::from_secs(10 * 60));
+    tree.locked("00000000000000000004", Duration::from_secs(5 * 3600));
+    tree.entry(
+        VERSION,
+        "00000000000000000005",
+        FLAGS,
+        &[("model.hlo_module.pb", b"hlo")],
+    );
+    tree.entry(
+        "2.20.0.0+aaaaaaaa",
+        "00000000000000000006",
+        FLAGS,
+        &[("model.neff", b"n"), ("model.done", b"")],
+    );
+    tree.entry(
+        "2.20.0.0+aaaaaaaa",
+        "00000000000000000007",
+        FLAGS,
+        &[("model.log", b"Failed compilation")],
+    );
+    tree
+}
+
+fn paths(items: &[crate::Pruned]) -> Vec<(String, Action)> {
+    items
+        .iter()
+        .map(|item| (item.entry.graph_key.clone(), item.action))
+        .collect()
+}
+
+fn key(graph: &str, action: Action) -> (String, Action) {
+    (graph.to_owned(), action)
+}
+
+#[test]
+fn nothing_selected_is_an_error() {
+    let tree = fixture();
+    let report = inspect(tree.root(), &inspect_options()).unwrap();
+    let error = plan(&report, &PruneOptions::default()).unwrap_err();
+    assert!(matches!(error, Error::InvalidPrune { .. }));
+    assert!(error.to_string().contains("--failed"), "{error}");
+}
+
+#[test]
+fn dry_run_lists_exactly_what_the_flags_ask_for_and_changes_nothing() {
+    let tree = fixture();
+    let before = inspect(tree.root(), &inspect_options()).unwrap();
+
+    let failed = PruneOptions {
+        failed: true,
+        dry_run: true,
+        ..PruneOptions::default()
+    };
+    let report = prune(tree.root(), &failed, &inspect_options()).unwrap();
+    assert_eq!(
+        paths(&report.entries),
+        // In path order: neuronxcc-2.20… sorts before neuronxcc-2.21….
+        [
+            key("00000000000000000007", Action::RemoveEntry),
+            key("00000000000000000002", Action::RemoveEntry)
+        ]
+    );
+    assert!(report.entries.iter().all(|item| !item.done));
+    assert_eq!(
+        report.bytes_freed,
+        report
+            .entries
+            .iter()
+            .map(|item| item.entry.bytes)
+            .sum::<u64>()
+    );
+
+    let stale = PruneOptions {
+        stale_locks_older_than: Some(Duration::from_secs(3600)),
+        dry_run: true,
+        ..PruneOptions::default()
+    };
+    let report = prune(tree.root(), &stale, &inspect_options()).unwrap();
+    assert_eq!(
+        paths(&report.entries),
+        [key("00000000000000000004", Action::RemoveLocks)]
+    );
+
+    let keep = PruneOptions {
+        keep_version: Some(VERSION.to_owned()),
+        dry_run: true,
+        ..PruneOptions::default()
+    };
+    let report = prune(tree.root(), &keep, &inspect_options()).unwrap();
+    assert_eq!(
+        paths(&report.entries),
+        [
+            key("00000000000000000006", Action::RemoveEntry),
+            key("00000000000000000007", Action::RemoveEntry)
+        ]
+    );
+    assert_eq!(
+        report.entries[0].entry.state,
+        State::Complete,
+        "a complete entry goes only when asked"
+    );
+
+    let json = serde_json::to_value(&report).unwrap();
+    let first = &json["entries"][0];
+    for field in [
+        "path",
+        "compiler_version",
+        "state",
+        "bytes",
+        "action",
+        "reason",
+    ] {
+        assert!(first.get(field).is_some(), "{field} missing in {first}");
+    }
+
+    assert_eq!(
+        inspect(tree.root(), &inspect_options()).unwrap(),
+        before,
+        "a dry run changes nothing"
+    );
+}
+
+#[test]
+fn prune_removes_failed_entries_and_stale_locks_but_never_fresh_locks() {
+    let tree = fixture();
+    let options = PruneOptions {
+        failed: true,
+        stale_locks_older_than: Some(Duration::from_secs(3600)),
+        ..PruneOptions::default()
+    };
+    // The real clock is used for the re-check; the fixture's locks are dated against the fixed
+    // clock, far in the future of the real one... so pin lock ages to the real clock instead.
+    let real = crate::InspectOptions {
+        now: std::time::SystemTime::now(),
+        ..inspect_options()
+    };
+    let fresh_lock = tree.root().join(format!(
+        "neuronxcc-{VERSION}/MODULE_00000000000000000003+{FLAGS}/model.hlo_module.pb.lock"
+    ));
+    let stale_lock = tree.root().join(format!(
+        "neuronxcc-{VERSION}/MODULE_00000000000000000004+{FLAGS}/model.hlo_module.pb.lock"
+    ));
+    touch_ago(&fresh_lock, Duration::from_secs(600));
+    touch_ago(&stale_lock, Duration::from_secs(5 * 3600));
+
+    let report = prune(tree.root(), &options, &real).unwrap();
+    assert!(
+        report.entries.iter().all(|item| item.done),
+        "{:#?}",
+        report.entries
+    );
+    assert_eq!(report.entries.len(), 3);
+    assert!(
+        fresh_lock.exists(),
+        "a lock younger than the threshold is never removed"
+    );
+    assert!(!stale_lock.exists());
+
+    let after = inspect(tree.root(), &real).unwrap();
+    let graphs: Vec<(&str, State)> = after
+        .entries
+        .iter()
+        .map(|entry| (entry.graph_key.as_str(), entry.state))
+        .collect();
+    assert_eq!(
+        graphs,
+        [
+            ("00000000000000000006", State::Complete),
+            ("00000000000000000001", State::Complete),
+            ("00000000000000000003", State::Locked),
+            ("00000000000000000004", State::Incomplete),
+            ("00000000000000000005", State::Incomplete),
+        ]
+    );
+    assert!(
+        after.skipped.is_empty(),
+        "no leftovers: {:?}",
+        after.skipped
+    );
+}
+
+#[test]
+fn keep_version_removes_other_versions_and_their_folder_but_refuses_a_typo() {
+    let tree = fixture();
+    let typo = PruneOptions {
+        keep_version: Some("2.21".to_owned()),
+        ..PruneOptions::default()
+    };
+    let error = prune(tree.root(), &typo, &inspect_options())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("would remove every entry") && error.contains(VERSION),
+        "{error}"
+    );
+
+    let keep = PruneOptions {
+        keep_version: Some(VERSION.to_owned()),
+        ..PruneOptions::default()
+    };
+    let report = prune(tree.root(), &keep, &inspect_options()).unwrap();
+    assert_eq!(report.entries.iter().filter(|item| item.done).count(), 2);
+    assert!(
+        !tree.root().join("neuronxcc-2.20.0.0+aaaaaaaa").exists(),
+        "the emptied version folder goes too"
+    );
+    assert_eq!(
+        inspect(tree.root(), &inspect_options())
+            .unwrap()
+            .summary
+            .entries,
+        5
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn prune_never_touches_what_links_point_to() {
+    use std::os::unix::fs::symlink;
+    let outside = Tree::new();
+    let outside_failed = outside.failed("00000000000000000009");
+    let tree = fixture();
+    let version_dir = tree.root().join(format!("neuronxcc-{VERSION}"));
+    symlink(
+        &outside_failed,
+        version_dir.join(format!("MODULE_00000000000000000008+{FLAGS}")),
+    )
+    .unwrap();
+    // A failed entry holding a link to an outside folder: removing the entry removes the link only.
+    let failed = tree.root().join(format!(
+        "neuronxcc-{VERSION}/MODULE_00000000000000000002+{FLAGS}"
+    ));
+    symlink(outside.root(), failed.join("escape")).unwrap();
+
+    let options = PruneOptions {
+        failed: true,
+        keep_version: Some(VERSION.to_owned()),
+        ..PruneOptions::default()
+    };
+    prune(tree.root(), &options, &inspect_options()).unwrap();
+    assert!(!failed.exists());
+    assert!(
+        outside_failed.join("model.log").exists(),
+        "the link's target survives"
+    );
+    assert!(outside.root().join(format!("neuronxcc-{VERSION}")).exists());
+}
+
+#[test]
+fn an_interrupted_removal_is_finished_by_the_next_prune() {
+    let tree = fixture();
+    let version_dir = tree.root().join(format!("neuronxcc-{VERSION}"));
+    let leftover = version_dir.join(format!(
+        ".trnkit-removing-MODULE_00000000000000000002+{FLAGS}-4242"
+    ));
+    fs_err::rename(
+        version_dir.join(format!("MODULE_00000000000000000002+{FLAGS}")),
+        &leftover,
+    )
+    .unwrap();
+
+    let report = inspect(tree.root(), &inspect_options()).unwrap();
+    assert!(
+        report
+            .entries
+            .iter()
+            .all(|entry| entry.graph_key != "00000000000000000002"),
+        "a parked folder is not an entry"
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|skip| skip.reason.contains("interrupted prune")),
+        "{:?}",
+        report.skipped
+    );
+
+    let options = PruneOptions {
+        failed: true,
+        ..PruneOptions::default()
+    };
+    let pruned = prune(tree.root(), &options, &inspect_options()).unwrap();
+    assert!(
+        pruned
+            .entries
+            .iter()
+            .any(|item| item.action == Action::FinishRemoval && item.done)
+    );
+    assert!(!leftover.exists());
+}
+
+#[test]
+fn verify_checks_flags_files_and_neffs() {
+    let tree = Tree::new();
+    tree.complete("00000000000000000001");
+    let renamed = tree.complete("00000000000000000002");
+    fs_err::write(
+        renamed.join("compile_flags.json"),
+        br#"["--model-type=transformer"]"#,
+    )
+    .unwrap();
+    let empty = tree.complete("00000000000000000003");
+    fs_err::write(empty.join("model.neff"), b"").unwrap();
+    let garbled = tree.complete("00000000000000000004");
+    fs_err::write(
+        garbled.join("compile_flags.json"),
+        b"--model-type transformer",
+    )
+    .unwrap();
+    tree.entry(
+        "2.12.0.0+x",
+        "9219523464496887986",
+        "2c2d707e",
+        &[
+            ("model.hlo.pb", b"h"),
+            (
+                "compile_flags.txt",
+                b"--model-type=transformer --auto-cast=none",
+            ),
+            ("model.neff", b"n"),
+        ],
+    );
+
+    let report = inspect(tree.root(), &inspect_options()).unwrap();
+    let problems = verify(tree.root(), &report);
+    let found: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|problem| {
+            (
+                problem.path.rsplit('/').next().unwrap(),
+                problem.problem.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].0.contains("0002") && found[0].1.contains("but the folder says 725887e1"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].0.contains("0003") && found[1].1.contains("empty"),
+        "{found:?}"
+    );
+    assert!(
+        found[2].0.contains("0004") && found[2].1.contains("not a JSON list"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn coverage_says_whether_the_compile_job_can_be_skipped() {
+    let tree = Tree::new();
+    tree.complete("00000000000000000001");
+    tree.complete("00000000000000000002");
+    let report = inspect(tree.root(), &inspect_options()).unwrap();
+    let blueprint = crate::parse_neuron_cc_flags(
+        "--model-type transformer --distribution-strategy=llm-training --enable-mixed-precision-accumulation",
+    )
+    .unwrap();
+    let ready = coverage(
+        &report,
+        &blueprint.key(),
+        &blueprint.legacy_key(),
+        Some(VERSION),
+    );
+    assert!(ready.is_ready(), "{ready:?}");
+    assert!(
+        ready.verdict().contains("can probably be skipped"),
+        "{}",
+        ready.verdict()
+    );
+
+    let other_compiler = coverage(
+        &report,
+        &blueprint.key(),
+        &blueprint.legacy_key(),
+        Some("2.22.0.0+b"),
+    );
+    assert!(!other_compiler.is_ready());
+    assert!(other_compiler.verdict().contains("compile job is needed"));
+
+    let spelled = crate::parse_neuron_cc_flags("--model-type=transformer").unwrap();
+    assert_eq!(
+        coverage(&report, &spelled.key(), &spelled.legacy_key(), None).complete,
+        0
+    );
+
+    tree.failed("00000000000000000003");
+    let report = inspect(tree.root(), &inspect_options()).unwrap();
+    let with_failure = coverage(&report, &blueprint.key(), &blueprint.legacy_key(), None);
+    assert!(!with_failure.is_ready());
+    assert!(
+        with_failure.verdict().contains("prune --failed"),
+        "{}",
+        with_failure.verdict()
+    );
+}
+
+fn touch_ago(path: &std::path::Path, age: Duration) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
