@@ -81,6 +81,106 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    // Variants of the cluster IO in `io` (owned by the io module's author).
+    /// The server-side apply of the job was refused or failed.
+    #[error(
+        "cannot apply MPIJob {namespace}/{name}; check that the MPI Operator's CRD mpijobs.kubeflow.org is installed and that you may write MPIJobs in {namespace}"
+    )]
+    ApplyMpiJob {
+        /// The job's name.
+        name: String,
+        /// The job's namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Reading the job failed.
+    #[error("cannot read MPIJob {namespace}/{name}")]
+    GetMpiJob {
+        /// The job's name.
+        name: String,
+        /// The job's namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Watching the job for its outcome failed.
+    #[error("cannot watch MPIJob {namespace}/{name} for its outcome")]
+    WatchMpiJob {
+        /// The job's name.
+        name: String,
+        /// The job's namespace.
+        namespace: String,
+        /// The watch error.
+        #[source]
+        source: Box<kube::runtime::wait::Error>,
+    },
+    /// The job did not finish in time.
+    #[error("MPIJob {namespace}/{name} did not finish within {}; see `kubectl describe mpijob -n {namespace} {name}`, or raise the timeout", humantime::format_duration(*timeout))]
+    WaitTimeout {
+        /// The job's name.
+        name: String,
+        /// The job's namespace.
+        namespace: String,
+        /// How long was waited.
+        timeout: std::time::Duration,
+    },
+    /// The job was deleted (or never created) while waiting for it.
+    #[error(
+        "MPIJob {namespace}/{name} does not exist (deleted while waiting?); apply it again to rerun"
+    )]
+    MpiJobGone {
+        /// The job's name.
+        name: String,
+        /// The job's namespace.
+        namespace: String,
+    },
+    /// Listing the job's launcher pods failed.
+    #[error("cannot list the launcher pods of MPIJob {namespace}/{job}")]
+    ListLaunchers {
+        /// The job's name.
+        job: String,
+        /// The job's namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Reading a launcher pod failed.
+    #[error("cannot read launcher pod {namespace}/{pod}")]
+    GetLauncher {
+        /// The pod's name.
+        pod: String,
+        /// The pod's namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Reading a launcher pod's log failed.
+    #[error("cannot read the log of launcher pod {namespace}/{pod}")]
+    ReadLauncherLog {
+        /// The pod's name.
+        pod: String,
+        /// The pod's namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Deleting the job failed.
+    #[error("cannot delete MPIJob {namespace}/{name}")]
+    DeleteMpiJob {
+        /// The job's name.
+        name: String,
+        /// The job's namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
 }
 
 /// This crate's result type.

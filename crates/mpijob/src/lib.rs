@@ -36,6 +36,7 @@
 
 pub mod builder;
 pub mod error;
+pub mod io;
 pub mod llama2;
 pub mod mpirun;
 pub mod names;

@@ -704,21 +704,25 @@ fn logs(request: &Request<'_>, namespace: &str, pod: &str) -> Result<Response, A
             .collect();
         return Ok((headers, text).into_response());
     }
-    let stream = futures::stream::unfold((log, start), follow_step);
+    let epoch = log.state.lock().expect("log lock poisoned").epoch;
+    let stream = futures::stream::unfold((log, start, epoch), follow_step);
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
 /// One step of a followed log: the lines appended since the last step, or the end once the log
-/// is closed.
+/// is closed or its streams are broken.
 async fn follow_step(
-    (log, index): (Arc<LogBuffer>, usize),
-) -> Option<(Result<Bytes, Infallible>, (Arc<LogBuffer>, usize))> {
+    (log, index, epoch): (Arc<LogBuffer>, usize, u64),
+) -> Option<(Result<Bytes, Infallible>, (Arc<LogBuffer>, usize, u64))> {
     let step = loop {
         let notified = log.notify.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         {
             let state = log.state.lock().expect("log lock poisoned");
+            if state.epoch != epoch {
+                break None;
+            }
             if index < state.lines.len() {
                 let text: String = state.lines[index..]
                     .iter()
@@ -732,5 +736,5 @@ async fn follow_step(
         }
         notified.await;
     };
-    step.map(|(text, next)| (Ok(Bytes::from(text)), (log, next)))
+    step.map(|(text, next)| (Ok(Bytes::from(text)), (log, next, epoch)))
 }

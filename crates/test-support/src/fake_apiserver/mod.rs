@@ -421,6 +421,14 @@ impl FakeApiServer {
         log.notify.notify_waiters();
     }
 
+    /// Ends the open `follow` streams of a pod's log without closing it, as a dropped connection
+    /// would; a client that follows again gets the whole log and then new lines.
+    pub fn break_log_streams(&self, namespace: &str, pod: &str) {
+        let log = self.store().log(namespace, pod);
+        log.state.lock().expect("log lock poisoned").epoch += 1;
+        log.notify.notify_waiters();
+    }
+
     /// Registers a hook that runs after each committed client write (create, apply, update,
     /// patch, delete; not dry runs or no-op applies) of objects of `kind` (such as `"MPIJob"`).
     /// Writes made through this handle fire no hooks. A hook runs on the request's task and must

@@ -155,6 +155,8 @@ pub(crate) struct LogBuffer {
 pub(crate) struct LogState {
     pub(crate) lines: Vec<String>,
     pub(crate) closed: bool,
+    /// Bumped to end the open follow streams without closing the log.
+    pub(crate) epoch: u64,
 }
 
 impl LogBuffer {
