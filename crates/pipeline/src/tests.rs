@@ -698,6 +698,22 @@ fn fast_path_equals_reference_on_adversarial_text() {
         let tokenizer = Tokenizer::from_path(&tok_dir, mode, pad).expect("load");
         assert_fast_equals_reference(&tokenizer, &docs);
     }
+    // transformers 5's LlamaTokenizer pipeline (Metaspace), for each prepend scheme.
+    for (legacy, add_prefix_space) in [(true, true), (false, true), (true, false)] {
+        fs_err::write(
+            tok_dir.join("tokenizer_config.json"),
+            serde_json::to_vec(
+                &json!({"tokenizer_class": "LlamaTokenizer", "legacy": legacy,
+                "add_prefix_space": add_prefix_space, "bos_token": "<s>", "eos_token": "</s>"}),
+            )
+            .expect("json"),
+        )
+        .expect("write");
+        let tokenizer = Tokenizer::from_path(&tok_dir, Mode::Megatron, false).expect("load");
+        assert_fast_equals_reference(&tokenizer, &docs);
+        let nemo = Tokenizer::from_path(&tok_dir, Mode::Nemo, false).expect("load");
+        assert_fast_equals_reference(&nemo, &docs);
+    }
     let tokenizer = Tokenizer::from_path(&tok_dir, Mode::Megatron, false).expect("load");
     let mut encoder = tokenizer.encoder();
     let mut ids = Vec::new();
@@ -778,6 +794,30 @@ fn llama2_tokenizer_matches_the_reference_when_available() {
             &[15043, 3186, 29991]
         };
         assert_eq!(ids, expected);
+    }
+    // Ids observed with Python transformers 5.24 (`tokenizer(text).input_ids`), the stack of
+    // Megatron-LM's preprocess_data.py, and with Python `tokenizers` on tokenizer.json as written.
+    let megatron = Tokenizer::from_path(Path::new(&dir), Mode::Megatron, false).expect("load");
+    let nemo = Tokenizer::from_path(Path::new(&dir), Mode::Nemo, false).expect("load");
+    let cases: &[(&str, &[u32], &[u32])] = &[
+        (
+            "a</s>b <s> c",
+            &[1, 263, 2, 289, 29871, 1, 274],
+            &[263, 2, 289, 29871, 1, 29871, 274],
+        ),
+        (" a", &[1, 263], &[29871, 263]),
+        ("\u{2581}a", &[1, 263], &[29871, 263]),
+        ("  x", &[1, 29871, 921], &[259, 921]),
+        ("", &[1], &[]),
+        (" ", &[1, 29871], &[259]),
+    ];
+    for (text, transformers5, legacy) in cases {
+        let mut ids = Vec::new();
+        megatron.encoder().encode(text, &mut ids).expect("encode");
+        assert_eq!(&ids, transformers5, "megatron {text:?}");
+        let mut ids = Vec::new();
+        nemo.encoder().encode(text, &mut ids).expect("encode");
+        assert_eq!(&ids, legacy, "nemo {text:?}");
     }
 }
 

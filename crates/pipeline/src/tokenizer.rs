@@ -6,8 +6,10 @@
 //! faster path that gives the same ids for tokenizers of the SentencePiece-BPE shape of
 //! Llama/Llama-2/Mistral:
 //!
-//! - normalizer `Sequence[Prepend("▁"), Replace(" " -> "▁")]`, no pre-tokenizer, a BPE model
-//!   without dropout, word prefixes or suffixes, nor `ignore_merges`;
+//! - normalizer `Sequence[Prepend("▁"), Replace(" " -> "▁")]` and no pre-tokenizer (Llama's
+//!   `tokenizer.json`), or no normalizer and a `Metaspace(▁, split=false)` pre-tokenizer (what
+//!   transformers 5 rebuilds for `LlamaTokenizer`); a BPE model without dropout, word prefixes
+//!   or suffixes, nor `ignore_merges`;
 //! - every added token matched on the raw text (`normalized: false`, no strip, not single-word);
 //! - for `--mode megatron`, no post-processor or a `TemplateProcessing` one.
 //!
@@ -27,6 +29,8 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use tokenizers::AddedToken;
 use tokenizers::models::ModelWrapper;
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 
 use crate::bpe::{FastBpe, Scratch};
 use crate::cache::PieceCache;
@@ -42,12 +46,15 @@ const META_STR: &str = "\u{2581}";
 pub enum Mode {
     /// NeMo's `preprocess_data_for_megatron.py` (what the blueprint runs): no special tokens
     /// added by the tokenizer, EOS appended to non-empty documents with `append_eod`, empty
-    /// documents skipped, `need_pad_id` adds `<pad>`.
+    /// documents skipped, `need_pad_id` adds `<pad>`. The text pipeline is tokenizer.json's as
+    /// written (transformers 4, the blueprint's stack, whose legacy Llama tokenizers agree).
     #[default]
     Nemo,
     /// Megatron-LM's `tools/preprocess_data.py`: `tokenizer(text).input_ids` (the
     /// post-processor's BOS included), empty documents kept as zero-length documents, a list
-    /// value taken as pre-split sentences.
+    /// value taken as pre-split sentences. For a `LlamaTokenizer` class, the text pipeline is the
+    /// one transformers 5 (Megatron-LM's current stack) rebuilds: a `Metaspace` pre-tokenizer
+    /// instead of tokenizer.json's normalizer.
     Megatron,
 }
 
@@ -95,7 +102,18 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// How text between added tokens becomes the BPE model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefix {
+    /// tokenizer.json's legacy normalizer: `▁` + text with spaces as `▁` (non-empty text).
+    Legacy,
+    /// A `Metaspace(▁, split=false)` pre-tokenizer: spaces as `▁`, then `▁` prepended unless
+    /// the piece already starts with one; `first_only` restricts that to a piece at offset 0.
+    Metaspace { prepend: bool, first_only: bool },
+}
+
 struct FastPlan {
+    prefix_rule: Prefix,
     /// Added tokens, matched leftmost-longest on the raw text like `tokenizers` does.
     added: Option<AhoCorasick>,
     added_ids: Vec<u32>,
@@ -190,6 +208,35 @@ impl Tokenizer {
             }
         }
 
+        let class = config.get("tokenizer_class").and_then(|c| c.as_str());
+        if mode == Mode::Megatron && matches!(class, Some("LlamaTokenizer" | "LlamaTokenizerFast"))
+        {
+            // Megatron-LM today runs transformers 5, whose `LlamaTokenizer` ignores
+            // tokenizer.json's normalizer and pre-tokenizer and installs
+            // `Metaspace(▁, prepend_scheme, split=false)` instead (prepend "always" with
+            // `legacy: true`, "first" otherwise, "never" with `add_prefix_space: false`).
+            // Text that starts with a space (or follows a special token with one) differs.
+            let add_prefix_space = config
+                .get("add_prefix_space")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true);
+            let legacy = config
+                .get("legacy")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            let scheme = match (add_prefix_space, legacy) {
+                (false, _) => PrependScheme::Never,
+                (true, true) => PrependScheme::Always,
+                (true, false) => PrependScheme::First,
+            };
+            hf.with_normalizer(None::<NormalizerWrapper>)
+                .map_err(|e| Error::LoadTokenizer {
+                    path: file.clone(),
+                    reason: "could not reset the normalizer".into(),
+                    source: Some(e),
+                })?;
+            hf.with_pre_tokenizer(Some(Metaspace::new(META, scheme, false)));
+        }
         let eos_id = config_token(&config, "eos_token").and_then(|t| hf.token_to_id(&t));
         if need_pad_id {
             let pad = config_token(&config, "pad_token").and_then(|t| hf.token_to_id(&t));
@@ -304,15 +351,39 @@ impl FastPlan {
                 {"type": "Replace", "pattern": {"String": " "}, "content": META_STR},
             ]
         });
-        if raw.get("normalizer") != Some(&expected_normalizer) {
-            return Err("the normalizer is not Sequence[Prepend(▁), Replace(' ', ▁)]".into());
-        }
-        if !raw
-            .get("pre_tokenizer")
-            .is_none_or(serde_json::Value::is_null)
-        {
-            return Err("the tokenizer has a pre-tokenizer".into());
-        }
+        let normalizer = hf
+            .get_normalizer()
+            .map(|n| serde_json::to_value(n).unwrap_or_default());
+        let pre_tokenizer = hf
+            .get_pre_tokenizer()
+            .map(|p| serde_json::to_value(p).unwrap_or_default());
+        let prefix_rule = match (normalizer, pre_tokenizer) {
+            (Some(n), None) if n == expected_normalizer => Prefix::Legacy,
+            (None, Some(p))
+                if p.get("type").and_then(|t| t.as_str()) == Some("Metaspace")
+                    && p.get("replacement").and_then(|r| r.as_str()) == Some(META_STR)
+                    && p.get("split").and_then(|r| r.as_bool()) == Some(false) =>
+            {
+                match p.get("prepend_scheme").and_then(|r| r.as_str()) {
+                    Some("always") => Prefix::Metaspace {
+                        prepend: true,
+                        first_only: false,
+                    },
+                    Some("first") => Prefix::Metaspace {
+                        prepend: true,
+                        first_only: true,
+                    },
+                    Some("never") => Prefix::Metaspace {
+                        prepend: false,
+                        first_only: false,
+                    },
+                    _ => return Err("unknown Metaspace prepend_scheme".into()),
+                }
+            }
+            _ => {
+                return Err("the normalizer and pre-tokenizer are neither Sequence[Prepend(▁), Replace(' ', ▁)] alone nor Metaspace(▁, split=false) alone".into());
+            }
+        };
         let model = raw.get("model").ok_or("no model")?;
         if model.get("type").and_then(|t| t.as_str()) != Some("BPE") {
             return Err("the model is not BPE".into());
@@ -437,6 +508,7 @@ impl FastPlan {
         let bpe = FastBpe::from_model_json(&model_json)?;
         let isolated = bpe.isolated_ascii();
         Ok(FastPlan {
+            prefix_rule,
             added,
             added_ids,
             prefix,
@@ -484,18 +556,18 @@ impl Encoder {
         };
         out.extend_from_slice(&plan.prefix);
         match &plan.added {
-            None => self.encode_plain(&plan, text, out),
+            None => self.encode_plain(&plan, text, true, out),
             Some(automaton) => {
                 let mut last = 0;
                 for m in automaton.find_iter(text) {
                     if m.start() > last {
-                        self.encode_plain(&plan, &text[last..m.start()], out);
+                        self.encode_plain(&plan, &text[last..m.start()], last == 0, out);
                     }
                     out.push(plan.added_ids[m.pattern().as_usize()]);
                     last = m.end();
                 }
                 if last < text.len() {
-                    self.encode_plain(&plan, &text[last..], out);
+                    self.encode_plain(&plan, &text[last..], last == 0, out);
                 }
             }
         }
@@ -505,14 +577,28 @@ impl Encoder {
 
     /// Normalizes a piece without added tokens (prepend ▁, spaces to ▁), cuts it before every
     /// ▁ that follows another character, and encodes the pieces through the cache.
-    fn encode_plain(&mut self, plan: &FastPlan, text: &str, out: &mut Vec<u32>) {
+    fn encode_plain(&mut self, plan: &FastPlan, text: &str, at_start: bool, out: &mut Vec<u32>) {
         if text.is_empty() {
             return;
         }
         let mut normalized = std::mem::take(&mut self.normalized);
         normalized.clear();
         normalized.reserve(text.len() + 3 + text.len() / 4);
-        normalized.push(META);
+        let prepend = match plan.prefix_rule {
+            Prefix::Legacy => true,
+            Prefix::Metaspace {
+                prepend,
+                first_only,
+            } => {
+                prepend
+                    && (!first_only || at_start)
+                    && !text.starts_with(' ')
+                    && !text.starts_with(META)
+            }
+        };
+        if prepend {
+            normalized.push(META);
+        }
         // Replace spaces by ▁, copying runs between spaces in bulk.
         let bytes = text.as_bytes();
         let mut from = 0;

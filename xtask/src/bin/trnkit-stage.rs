@@ -1,0 +1,61 @@
+//! `trnkit-stage`: the staging and tokenization commands of trnkit as one binary that runs in a
+//! container without cargo (the sharded tokenization Job's pods, the CLI pod).
+//!
+//! It shares its argument types with `cargo xtask tokenize` and `cargo xtask dataset`.
+
+#![allow(clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xtask::cli::{Global, dataset, tokenize};
+
+/// Stage the tokenizer and dataset, and tokenize JSONL into Megatron's indexed format.
+#[derive(Debug, Parser)]
+#[command(name = "trnkit-stage", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stage the tokenizer and the dataset (local or HuggingFace Hub) into a /shared-like tree.
+    Stage(tokenize::StageArgs),
+    /// Tokenize JSONL into Megatron's indexed dataset format (accepts Megatron's and NeMo's flags).
+    Tokenize(tokenize::Args),
+    /// Inspect and merge Megatron indexed datasets.
+    #[command(subcommand)]
+    Dataset(dataset::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    xtask::cli::init_tracing(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Stage(args) => tokenize::stage(args).await,
+            Command::Tokenize(args) => tokenize::run(args, &cli.global).await,
+            Command::Dataset(command) => dataset::run(command, &cli.global).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `cargo xtask dataset` (and `trnkit-stage dataset`): inspect and merge Megatron indexed
+//! datasets (`PREFIX.bin` + `PREFIX.idx`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use pipeline::IndexReader;
+
+use super::Global;
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the header, counts and token statistics of a dataset, and verify it: file sizes,
+    /// pointers against lengths, and a document index that starts at 0 and ends at the sequence
+    /// count. Exits non-zero when the dataset is inconsistent.
+    Inspect {
+        /// The dataset prefix (without .bin/.idx), e.g. /shared/data/redpajama_sample_text_document.
+        prefix: PathBuf,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge datasets into one, in the order given (shards: 0..N-1); the result equals a single
+    /// run over the concatenated inputs. The parts are checked first.
+    Merge {
+        /// The output prefix.
+        #[arg(long, value_name = "PREFIX")]
+        output: PathBuf,
+        /// The dataset prefixes to merge, in order.
+        #[arg(required = true, value_name = "PREFIX")]
+        parts: Vec<PathBuf>,
+    },
+}
+
+pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || run_blocking(command))
+        .await
+        .context("the dataset thread failed")?
+}
+
+fn run_blocking(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Inspect { prefix, json } => {
+            let index = IndexReader::open(&prefix)
+                .with_context(|| format!("opening {}", prefix.display()))?;
+            let report = index
+                .verify()
+                .with_context(|| format!("reading {}", prefix.display()))?;
+            let documents = index.doc_entries.saturating_sub(1);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "prefix": prefix,
+                        "version": pipeline::indexed::VERSION,
+                        "dtype": index.dtype.name(),
+                        "dtype_code": index.dtype.code(),
+                        "sequences": index.sequences,
+                        "documents": documents,
+                        "idx_bytes": index.idx_len,
+                        "report": report,
+                    }))?
+                );
+            } else {
+                println!("dataset      {}", prefix.display());
+                println!(
+                    "format       MMIDIDX version {}",
+                    pipeline::indexed::VERSION
+                );
+                println!(
+                    "dtype        {} (code {})",
+                    index.dtype.name(),
+                    index.dtype.code()
+                );
+                println!("sequences    {}", index.sequences);
+                println!(
+                    "documents    {} ({} empty)",
+                    documents, report.empty_documents
+                );
+                println!("tokens       {}", report.tokens);
+                if documents > 0 {
+                    println!(
+                        "per document min {} / mean {:.1} / max {} tokens",
+                        report.min_document_tokens,
+                        report.tokens as f64 / documents as f64,
+                        report.max_document_tokens
+                    );
+                }
+                println!(
+                    "files        .idx {} bytes, .bin {} bytes",
+                    index.idx_len, report.bin_len
+                );
+                if report.problems.is_empty() {
+                    println!("consistent   yes");
+                }
+            }
+            if !report.problems.is_empty() {
+                for problem in &report.problems {
+                    eprintln!("problem: {problem}");
+                }
+                bail!(
+                    "{} is inconsistent ({} problem(s))",
+                    prefix.display(),
+                    report.problems.len()
+                );
+            }
+            Ok(())
+        }
+        Command::Merge { output, parts } => {
+            let summary = pipeline::merge(&parts, &output)
+                .with_context(|| format!("merging into {}", output.display()))?;
+            eprintln!(
+                "merged {} dataset(s) into {}: {} documents, {} sequences, {} tokens ({})",
+                parts.len(),
+                output.display(),
+                summary.documents,
+                summary.sequences,
+                summary.tokens,
+                summary.dtype.name()
+            );
+            Ok(())
+        }
+    }
+}
