@@ -1,0 +1,693 @@
+//! `cargo xtask image`: render, build and push trnkit's images (or any build context).
+//!
+//! The work is done by the `ecr-image` crate; this module reads flags, the configuration and the
+//! environment (`DOCKER_HOST`, the AWS chain), draws progress bars and prints results. Registry
+//! passwords are read from a file or stdin, never from the command line, and never printed.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ecr_image::{
+    BuildContext, BuildOptions, Event, ImageDefinition, Progress, PublishRequest,
+    RegistryCredentials, RepositorySpec, RetryPolicy, SecretString, StagerImage, TagMutability,
+    TensorboardImage, TrainingImage,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Global;
+
+/// Render, build and push the training, TensorBoard and staging images, or any build context.
+///
+/// Images are tagged by content: the tag (`sha256-<20 hex>`) is derived from the rendered
+/// Dockerfile, every file of the build context and the build options. When the registry already
+/// holds the tag, nothing is built or pushed, so running a push twice costs one hash and one
+/// registry query.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print (or write) the rendered Dockerfile of one of trnkit's images.
+    Render(RenderArgs),
+    /// Build an image into the local Docker engine (no registry involved).
+    Build(BuildArgs),
+    /// Make sure the ECR repository exists, then build and push an image unless the registry
+    /// already holds its content tag; print the pushed reference and digest.
+    ///
+    /// Region and AWS credentials come from the standard AWS chain (AWS_PROFILE, AWS_REGION,
+    /// environment keys, SSO, instance metadata); AWS_ENDPOINT_URL points it at another ECR
+    /// endpoint (moto in tests).
+    Push(PushArgs),
+}
+
+/// trnkit's images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageName {
+    /// Ubuntu 22.04 with the Neuron SDK, EFA, PyTorch Neuron and neuronx-nemo-megatron.
+    Training,
+    /// TensorBoard behind nginx basic auth; the htpasswd file comes from a Kubernetes Secret.
+    Tensorboard,
+    /// The trnkit-stage binary on Debian slim, for staging data inside the cluster.
+    Stager,
+}
+
+impl ImageName {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Training => "training",
+            Self::Tensorboard => "tensorboard",
+            Self::Stager => "stager",
+        }
+    }
+}
+
+/// `image render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// Which image.
+    #[arg(long, value_enum)]
+    pub image: ImageName,
+    /// Write the whole build context (Dockerfile and generated files) into this directory
+    /// instead of printing the Dockerfile. The stager's binary is not copied.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Where the build context comes from: one of trnkit's images, or a directory.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Source {
+    /// One of trnkit's images, rendered from its typed definition with pinned versions.
+    #[arg(long, value_enum)]
+    pub image: Option<ImageName>,
+    /// A build context directory of your own (its .dockerignore is honoured).
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
+}
+
+/// Options shared by `build` and `push`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildFlags {
+    /// The Dockerfile for --context (default: DIR/Dockerfile). It may live outside DIR.
+    #[arg(long, value_name = "FILE", requires = "context")]
+    pub dockerfile: Option<PathBuf>,
+    /// A build argument, NAME=VALUE (repeatable). Names that look like secrets (PASSWORD,
+    /// TOKEN, KEY, ...) are refused: build arguments are stored in the image history.
+    #[arg(long = "build-arg", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub build_args: Vec<(String, String)>,
+    /// The target platform.
+    #[arg(long, default_value = ecr_image::DEFAULT_PLATFORM)]
+    pub platform: String,
+    /// The stage to build in a multi-stage Dockerfile.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Build without the engine's layer cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Build (and push) even when the content tag already exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The trnkit-stage executable for --image stager (Linux x86-64). Without it, xtask builds
+    /// it with `cargo build --release --bin trnkit-stage`.
+    #[arg(long, value_name = "FILE")]
+    pub stage_binary: Option<PathBuf>,
+    /// The Docker engine: a unix socket or tcp://HOST:PORT.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock",
+        value_name = "URL"
+    )]
+    pub docker_host: String,
+}
+
+/// `image build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub flags: BuildFlags,
+    /// The local repository name the image is tagged with (default: trnkit/<image>, or
+    /// trnkit/custom for --context).
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+}
+
+/// `image push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub flags: BuildFlags,
+    /// The ECR repository (created if missing). Default for --image: [image].repository of the
+    /// configuration (neuronx_nemo); required with --context.
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// A human tag to point at the image besides its content tag (repeatable), e.g. latest.
+    /// Defaults for --image: training gets [image].human_tag (latest), tensorboard gets
+    /// `tensorboard`, stager gets `stager`; none for --context.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Push to this registry (HOST:PORT) instead of the one ECR reports: a mirror, an
+    /// air-gapped copy, or a test registry. The repository is still ensured in ECR. Default:
+    /// [image].registry of the configuration, if set.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub registry: Option<String>,
+    /// The user for --registry, instead of the ECR token's user (`AWS`).
+    #[arg(long, value_name = "USER", requires = "registry_password_file")]
+    pub registry_user: Option<String>,
+    /// A file holding the password for --registry-user (`-` reads stdin). Passwords are never
+    /// taken on the command line.
+    #[arg(long, value_name = "FILE", requires = "registry_user")]
+    pub registry_password_file: Option<PathBuf>,
+    /// Tag mutability of a repository this command creates or updates. `immutable` forbids
+    /// moving human tags such as latest.
+    #[arg(long, value_enum, default_value = "mutable")]
+    pub tag_mutability: Mutability,
+    /// Turn ECR's scan-on-push off for the repository.
+    #[arg(long)]
+    pub no_scan_on_push: bool,
+    /// A resource tag for the repository, KEY=VALUE (repeatable; `managed-by=trnkit` is always
+    /// added).
+    #[arg(long = "repository-tag", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub repository_tags: Vec<(String, String)>,
+    /// The AWS region (default: the AWS chain's, then [cluster].region of the configuration).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Push attempts in total; transient failures (timeouts, resets, 5xx, throttling) are
+    /// retried with exponential backoff.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub attempts: u32,
+}
+
+/// Tag mutability of the ECR repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mutability {
+    /// Tags can move.
+    Mutable,
+    /// A pushed tag never changes.
+    Immutable,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+pub async fn run(command: Command, global: &Global) -> anyhow::Result<()> {
+    match command {
+        Command::Render(args) => render(args, global),
+        Command::Build(args) => build(args, global).await,
+        Command::Push(args) => push(args, global).await,
+    }
+}
+
+/// The typed definition of one of trnkit's images, with the configuration applied.
+fn definition(
+    image: ImageName,
+    global: &Global,
+    stage_binary: Option<&Path>,
+) -> anyhow::Result<ImageDefinition> {
+    let config = super::load_config(global)?;
+    let definition = match image {
+        ImageName::Training => {
+            let mut training = TrainingImage::default();
+            let wanted = &config.image.nemo_ref;
+            if !wanted.is_empty()
+                && !training
+                    .neuronx_nemo_megatron
+                    .commit
+                    .starts_with(wanted.as_str())
+            {
+                training.neuronx_nemo_megatron.commit = wanted.clone();
+            }
+            training.definition().context(
+                "rendering the training image ([image].nemo_ref must be a full commit id)",
+            )?
+        }
+        ImageName::Tensorboard => TensorboardImage::default().definition()?,
+        ImageName::Stager => {
+            let binary = match stage_binary {
+                Some(path) => path.to_owned(),
+                None => {
+                    // Rendering alone needs no binary.
+                    return Ok(ImageDefinition {
+                        name: "stager",
+                        dockerfile: StagerImage::new("trnkit-stage").dockerfile()?,
+                        files: Vec::new(),
+                    });
+                }
+            };
+            StagerImage::new(binary).definition()?
+        }
+    };
+    Ok(definition)
+}
+
+fn render(args: RenderArgs, global: &Global) -> anyhow::Result<()> {
+    let definition = definition(args.image, global, None)?;
+    let Some(out) = args.out else {
+        print!("{}", definition.dockerfile.render());
+        return Ok(());
+    };
+    // Write next to the destination and rename, so a killed run leaves nothing half-written.
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(parent)?;
+    let staging = tempfile_dir_in(parent)?;
+    fs_err::write(staging.join("Dockerfile"), definition.dockerfile.render())?;
+    for file in &definition.files {
+        if let ecr_image::FileSource::Bytes(bytes) = &file.source {
+            let path = staging.join(&file.path);
+            fs_err::create_dir_all(path.parent().unwrap_or(&staging))?;
+            fs_err::write(&path, bytes)?;
+            set_mode(&path, file.mode)?;
+        }
+    }
+    if out.exists() {
+        fs_err::remove_dir_all(&out)?;
+    }
+    fs_err::rename(&staging, &out)?;
+    eprintln!(
+        "wrote the {} image's build context to {}",
+        definition.name,
+        out.display()
+    );
+    Ok(())
+}
+
+fn tempfile_dir_in(parent: &Path) -> anyhow::Result<PathBuf> {
+    for attempt in 0..100u32 {
+        let path = parent.join(format!(".trnkit-render-{}-{attempt}", std::process::id()));
+        match fs_err::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    bail!(
+        "could not create a temporary directory in {}",
+        parent.display()
+    )
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The build context and options from the flags.
+async fn context_and_options(
+    source: &Source,
+    flags: &BuildFlags,
+    global: &Global,
+) -> anyhow::Result<(BuildContext, BuildOptions)> {
+    let context = match (&source.image, &source.context) {
+        (Some(image), _) => {
+            let stage_binary = match (image, &flags.stage_binary) {
+                (ImageName::Stager, Some(path)) => Some(path.clone()),
+                (ImageName::Stager, None) => Some(build_stage_binary().await?),
+                _ => None,
+            };
+            definition(*image, global, stage_binary.as_deref())?.context()?
+        }
+        (None, Some(directory)) => {
+            BuildContext::from_directory(directory, flags.dockerfile.as_deref())?
+        }
+        (None, None) => bail!("give --image or --context"),
+    };
+    let options = BuildOptions {
+        build_args: flags.build_args.iter().cloned().collect(),
+        platform: flags.platform.clone(),
+        target: flags.target.clone(),
+        no_cache: flags.no_cache,
+    };
+    options.check()?;
+    Ok((context, options))
+}
+
+/// Builds `trnkit-stage` for release and returns the executable's path.
+async fn build_stage_binary() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
+    eprintln!("building trnkit-stage (cargo build --release --bin trnkit-stage)");
+    let output = tokio::process::Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "xtask",
+            "--bin",
+            "trnkit-stage",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("running cargo to build trnkit-stage")?;
+    if !output.status.success() {
+        bail!(
+            "cargo could not build trnkit-stage; pass --stage-binary FILE to use a prebuilt Linux x86-64 binary"
+        );
+    }
+    for line in output.stdout.split(|b| *b == b'\n') {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "trnkit-stage"
+            && let Some(path) = message["executable"].as_str()
+        {
+            return Ok(PathBuf::from(path));
+        }
+    }
+    bail!("cargo built trnkit-stage but did not report the executable; pass --stage-binary FILE")
+}
+
+async fn build(args: BuildArgs, global: &Global) -> anyhow::Result<()> {
+    let (context, options) = context_and_options(&args.source, &args.flags, global).await?;
+    let repository = args.repository.unwrap_or_else(|| match args.source.image {
+        Some(image) => format!("trnkit/{}", image.name()),
+        None => "trnkit/custom".to_owned(),
+    });
+    let docker = ecr_image::connect(&args.flags.docker_host).await?;
+    let bars = Bars::new(global.quiet, global.verbose > 0);
+    let result = ecr_image::build_local(
+        &docker,
+        &context,
+        &options,
+        &repository,
+        args.flags.force,
+        &bars,
+    )
+    .await;
+    bars.finish();
+    let local = result?;
+    if local.built {
+        eprintln!("built {}", local.reference);
+    } else {
+        eprintln!("{} is already built (nothing to do)", local.reference);
+    }
+    println!("{}", local.reference);
+    println!("{}", local.image_id);
+    Ok(())
+}
+
+fn read_password(path: &Path) -> anyhow::Result<SecretString> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the registry password from stdin")?;
+    } else {
+        text = fs_err::read_to_string(path)?;
+    }
+    let password = text.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("the registry password file {} is empty", path.display());
+    }
+    Ok(SecretString::from(password))
+}
+
+async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    let repository = match (&args.repository, args.source.image) {
+        (Some(repository), _) => repository.clone(),
+        (None, Some(_)) => config.image.repository.clone(),
+        (None, None) => bail!("--repository NAME is required with --context"),
+    };
+    let tags = if !args.tags.is_empty() || args.source.image.is_none() {
+        args.tags.clone()
+    } else {
+        match args.source.image {
+            Some(ImageName::Training) if !config.image.human_tag.is_empty() => {
+                vec![config.image.human_tag.clone()]
+            }
+            Some(ImageName::Tensorboard) => vec!["tensorboard".to_owned()],
+            Some(ImageName::Stager) => vec!["stager".to_owned()],
+            _ => Vec::new(),
+        }
+    };
+    let registry_override = args
+        .registry
+        .clone()
+        .or_else(|| Some(config.image.registry.clone()).filter(|registry| !registry.is_empty()));
+    if let Some(registry) = &registry_override {
+        ecr_image::validate_registry(registry)?;
+    }
+    for tag in &tags {
+        ecr_image::validate_tag(tag)?;
+    }
+    // Read the password before any slow work, so a bad file fails fast.
+    let override_credentials = match (&args.registry_user, &args.registry_password_file) {
+        (Some(user), Some(file)) => Some((user.clone(), read_password(file)?)),
+        _ => None,
+    };
+    let (context, options) = context_and_options(&args.source, &args.flags, global).await?;
+
+    // ECR, through the standard AWS chain (AWS_ENDPOINT_URL included).
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &args.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let mut sdk = loader.load().await;
+    if sdk.region().is_none() {
+        sdk = sdk
+            .into_builder()
+            .region(aws_config::Region::new(config.cluster.region.clone()))
+            .build();
+    }
+    let ecr = ecr_image::aws_sdk_ecr::Client::new(&sdk);
+
+    let mut spec = RepositorySpec::new(&repository);
+    spec.scan_on_push = !args.no_scan_on_push;
+    spec.tag_mutability = match args.tag_mutability {
+        Mutability::Mutable => TagMutability::Mutable,
+        Mutability::Immutable => TagMutability::Immutable,
+    };
+    spec.tags = args
+        .repository_tags
+        .iter()
+        .cloned()
+        .collect::<BTreeMap<_, _>>();
+    spec.tags
+        .entry("managed-by".to_owned())
+        .or_insert_with(|| "trnkit".to_owned());
+    let ecr_repository = ecr_image::ensure_repository(&ecr, &spec)
+        .await
+        .with_context(|| format!("ensuring the ECR repository {repository}"))?;
+    eprintln!(
+        "{} the ECR repository {}",
+        if ecr_repository.created {
+            "created"
+        } else {
+            "found"
+        },
+        ecr_repository.uri
+    );
+
+    let registry = registry_override.unwrap_or_else(|| ecr_repository.registry.clone());
+    let credentials = match override_credentials {
+        Some((user, password)) => RegistryCredentials::new(&registry, user, password),
+        None => ecr_image::registry_credentials(&ecr)
+            .await
+            .context("getting registry credentials from ECR")?
+            .for_server(&registry),
+    };
+
+    let docker = ecr_image::connect(&args.flags.docker_host).await?;
+    let request = PublishRequest {
+        context,
+        options,
+        registry,
+        repository,
+        credentials,
+        extra_tags: tags,
+        retry: RetryPolicy {
+            attempts: args.attempts.max(1),
+            ..RetryPolicy::default()
+        },
+        force: args.flags.force,
+    };
+    let bars = Bars::new(global.quiet, global.verbose > 0);
+    let result = ecr_image::build_and_push(&docker, &request, &bars).await;
+    bars.finish();
+    let published = result?;
+    if published.pushed {
+        eprintln!("pushed {}", published.reference);
+    } else {
+        eprintln!(
+            "{} is already in the registry: nothing built or pushed",
+            published.reference
+        );
+    }
+    for tag in &published.extra_tags {
+        eprintln!(
+            "{} {}",
+            tag.reference,
+            if tag.moved {
+                "now points at it"
+            } else {
+                "already pointed at it"
+            }
+        );
+    }
+    println!("{}", published.reference);
+    println!("{}", published.pinned());
+    Ok(())
+}
+
+/// Progress bars on stderr for the library's events.
+struct Bars {
+    bar: ProgressBar,
+    verbose: bool,
+    quiet: bool,
+}
+
+impl Bars {
+    fn new(quiet: bool, verbose: bool) -> Self {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new_spinner()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix:.bold} {msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self {
+            bar,
+            verbose,
+            quiet,
+        }
+    }
+
+    /// A line above the bar; on stderr directly when the bar is hidden (not a terminal).
+    fn line(&self, text: String) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn steps_style(&self) {
+        self.bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {prefix:.bold} [{bar:20}] {pos}/{len} {wide_msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    }
+}
+
+impl Progress for Bars {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::ContextHashed { files, bytes, tag } => {
+                self.line(format!(
+                    "context: {files} files, {bytes} bytes -> tag {tag}"
+                ));
+            }
+            Event::CheckingRegistry { reference } => {
+                self.bar.set_prefix("checking");
+                self.bar.set_message(reference.clone());
+            }
+            Event::AlreadyInRegistry { reference, digest } => {
+                self.line(format!("{reference} is in the registry ({digest})"));
+            }
+            Event::AlreadyBuilt { reference } => {
+                self.line(format!("{reference} is already built"));
+            }
+            Event::BuildStarted { reference } => {
+                self.bar.set_prefix("building");
+                self.bar.set_message(reference.clone());
+            }
+            Event::BuildStep {
+                index,
+                total,
+                instruction,
+            } => {
+                if self.bar.length() != Some(u64::from(*total)) {
+                    self.steps_style();
+                    self.bar.set_length(u64::from(*total));
+                }
+                self.bar.set_position(u64::from(*index));
+                self.bar.set_message(instruction.clone());
+                if self.verbose {
+                    self.line(format!("Step {index}/{total} : {instruction}"));
+                }
+            }
+            Event::BuildOutput { line } if self.verbose => {
+                self.line(format!("  {line}"));
+            }
+            Event::Built { image_id } => {
+                self.line(format!("built {image_id}"));
+            }
+            Event::PushStarted { reference } => {
+                self.bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {prefix:.bold} {wide_msg}",
+                    )
+                    .expect("valid template"),
+                );
+                self.bar.set_prefix("pushing");
+                self.bar.set_message(reference.clone());
+            }
+            Event::PushProgress {
+                status,
+                current,
+                total,
+            } => match (current, total) {
+                (Some(current), Some(total)) if *total > 0 => {
+                    self.bar
+                        .set_message(format!("{status} {current}/{total} bytes"));
+                }
+                _ => self.bar.set_message(status.clone()),
+            },
+            Event::Retrying {
+                attempt,
+                attempts,
+                delay,
+                message,
+            } => {
+                self.line(format!(
+                    "push attempt {attempt}/{attempts} failed ({message}); retrying in {delay:?}"
+                ));
+            }
+            Event::Pushed { reference, digest } => {
+                self.line(format!("pushed {reference} ({digest})"));
+            }
+            Event::TagUnchanged { reference } => {
+                self.line(format!("{reference} already points at the image"));
+            }
+            _ => {}
+        }
+    }
+}
