@@ -461,6 +461,8 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
         _ => None,
     };
     let (context, options) = context_and_options(&args.source, &args.flags, global).await?;
+    // Reach the engine before touching AWS, so a stopped daemon creates nothing in the account.
+    let docker = ecr_image::connect(&args.flags.docker_host).await?;
 
     // ECR, through the standard AWS chain (AWS_ENDPOINT_URL included).
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -493,15 +495,9 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
     let ecr_repository = ecr_image::ensure_repository(&ecr, &spec)
         .await
         .with_context(|| format!("ensuring the ECR repository {repository}"))?;
-    eprintln!(
-        "{} the ECR repository {}",
-        if ecr_repository.created {
-            "created"
-        } else {
-            "found"
-        },
-        ecr_repository.uri
-    );
+    if !ecr_repository.created {
+        eprintln!("found the ECR repository {}", ecr_repository.uri);
+    }
 
     let registry = registry_override.unwrap_or_else(|| ecr_repository.registry.clone());
     let credentials = match override_credentials {
@@ -512,7 +508,6 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
             .for_server(&registry),
     };
 
-    let docker = ecr_image::connect(&args.flags.docker_host).await?;
     let request = PublishRequest {
         context,
         options,
