@@ -7,5 +7,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod deploy;
+pub mod images;
+pub mod kube_apply;
 pub mod render;
 pub mod tensorboard;

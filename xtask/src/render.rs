@@ -1,8 +1,9 @@
 //! Rendering: the configuration becomes every Kubernetes object trnkit would apply.
 //!
-//! Pure: [`manifests`] takes the configuration and the resolved inputs (image references, the
-//! launcher gate) and returns the objects in apply order, each validated. [`write`] puts them
-//! in a directory, one object per YAML document, atomically.
+//! Pure: the configuration and the resolved inputs (image references, the launcher gate)
+//! become the inputs of the builders (`llama2_config`, `tensorboard_config`); `deploy::bundle`
+//! assembles every object. [`write`] puts them in a directory, one object per YAML document,
+//! atomically.
 //!
 //! Secrets are not rendered: their values (the HuggingFace token, the TensorBoard password)
 //! never touch the disk; `deploy` creates them directly in the cluster.
@@ -11,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use fsx::SharedLayout;
 use mpijob::LauncherGate;
-use mpijob::llama2::{self, Llama2Config, Llama2Paths};
+use mpijob::llama2::{Llama2Config, Llama2Paths};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{Config, Target};
-use crate::tensorboard::{self, TensorboardConfig};
+use crate::tensorboard::TensorboardConfig;
 
 /// The registry named in rendered manifests of the local profile, when no registry or account
 /// is configured.
@@ -96,9 +97,10 @@ impl Manifest {
         format!("{index:02}-{}-{}.yaml", self.kind.to_lowercase(), self.name)
     }
 
-    /// The object as a YAML document.
+    /// The object as a YAML document. Strings that a YAML 1.1 reader would take for something
+    /// else (the FSx maintenance window `7:09:00` is a base-60 number there) are quoted.
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(&self.value)
+        serde_saphyr::to_string(&self.value)
             .unwrap_or_else(|error| format!("# cannot render: {error}\n"))
     }
 }
@@ -232,37 +234,6 @@ pub fn tensorboard_config(config: &Config, image: &str) -> Result<TensorboardCon
     })
 }
 
-/// Every object, in apply order, each validated.
-pub fn manifests(
-    config: &Config,
-    images: &ImageRefs,
-    gate: LauncherGate,
-    storage: Vec<Manifest>,
-) -> Result<Vec<Manifest>, RenderError> {
-    let mut out = storage;
-    let jobs = llama2_config(config, &images.training, gate)?;
-    let compile = llama2::compile_job(&jobs).map_err(|source| RenderError::MpiJob {
-        job: "compile",
-        source,
-    })?;
-    let train = llama2::train_job(&jobs).map_err(|source| RenderError::MpiJob {
-        job: "train",
-        source,
-    })?;
-    out.push(Manifest::from_object(&compile)?);
-    out.push(Manifest::from_object(&train)?);
-    if config.tensorboard.enabled {
-        let tensorboard = tensorboard_config(config, &images.tensorboard)?;
-        for service in tensorboard::services(&tensorboard) {
-            out.push(Manifest::from_object(&service)?);
-        }
-        out.push(Manifest::from_object(&tensorboard::deployment(
-            &tensorboard,
-        ))?);
-    }
-    Ok(out)
-}
-
 /// Writes the manifests into `dir`, one file per object plus `all.yaml` with every object as
 /// one YAML document each. The files are written into a temporary directory beside `dir`,
 /// which then replaces `dir` whole, so an interrupted run never leaves a partial set.
@@ -312,3 +283,6 @@ pub fn write(dir: &Path, manifests: &[Manifest]) -> Result<Vec<PathBuf>, RenderE
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests;

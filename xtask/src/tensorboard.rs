@@ -5,7 +5,8 @@
 //! Secret named in the configuration, mounted read-only, and each pod's nginx proxies to its
 //! own TensorBoard on loopback (the blueprint proxied through the Service, so with two
 //! replicas a request could reach the other pod's TensorBoard). TensorBoard itself listens on
-//! loopback only, so nothing reaches it without the password.
+//! loopback only, so nothing reaches it without the password. The image's entrypoint starts
+//! both and reads the log directory from `TENSORBOARD_LOGDIR`.
 
 use std::collections::BTreeMap;
 
@@ -24,11 +25,11 @@ pub const SERVICE: &str = "tensorboard-service";
 /// The LoadBalancer Service's name.
 pub const LOAD_BALANCER: &str = "tensorboard-ext-loadbalancer";
 /// The key of the htpasswd file in the Secret.
-pub const HTPASSWD_KEY: &str = "htpasswd";
+pub const HTPASSWD_KEY: &str = ecr_image::TENSORBOARD_HTPASSWD_FILE;
 /// The key of the plain password in the Secret (read back by `cargo xtask tensorboard`).
 pub const PASSWORD_KEY: &str = "password";
 /// Where the Secret's htpasswd file is mounted; the image's nginx config reads it from here.
-pub const HTPASSWD_DIR: &str = "/etc/nginx/auth";
+pub const HTPASSWD_DIR: &str = ecr_image::TENSORBOARD_HTPASSWD_DIR;
 
 /// What the TensorBoard objects are made from.
 #[derive(Clone, Debug)]
@@ -79,10 +80,6 @@ fn metadata(name: &str, namespace: &str) -> ObjectMeta {
 
 /// The Deployment.
 pub fn deployment(config: &TensorboardConfig) -> Deployment {
-    let script = format!(
-        "tensorboard --logdir {} --host 127.0.0.1 --port 6006 & exec nginx -g 'daemon off;'",
-        config.logdir
-    );
     Deployment {
         metadata: metadata(DEPLOYMENT, &config.namespace),
         spec: Some(DeploymentSpec {
@@ -101,8 +98,20 @@ pub fn deployment(config: &TensorboardConfig) -> Deployment {
                         name: "app".to_owned(),
                         image: Some(config.image.clone()),
                         image_pull_policy: Some(config.pull_policy.clone()),
-                        command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
-                        args: Some(vec![script]),
+                        env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
+                            name: ecr_image::TENSORBOARD_LOGDIR_ENV.to_owned(),
+                            value: Some(config.logdir.clone()),
+                            value_from: None,
+                        }]),
+                        readiness_probe: Some(k8s_openapi::api::core::v1::Probe {
+                            http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+                                path: Some("/healthz".to_owned()),
+                                port: IntOrString::Int(80),
+                                ..Default::default()
+                            }),
+                            period_seconds: Some(10),
+                            ..Default::default()
+                        }),
                         ports: Some(vec![ContainerPort {
                             container_port: 80,
                             name: Some("http".to_owned()),

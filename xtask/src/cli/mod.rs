@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod bench;
 pub mod cache;
+mod cluster;
 pub mod dataset;
+pub mod deploy;
 pub mod fsx;
 pub mod image;
 pub mod init;
@@ -61,6 +63,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole workflow: images, storage, data, compile, train, TensorBoard, logs.
+    Deploy(deploy::Args),
     /// Write a commented example configuration file.
     Init(init::Args),
     /// Write every Kubernetes object trnkit would apply, as YAML, after validating each.
@@ -92,21 +96,13 @@ pub fn load_config(global: &Global) -> anyhow::Result<crate::config::Config> {
     }
 }
 
-/// Renders every object of the configuration, resolving images and storage the offline way:
-/// no AWS or cluster call is made. `gate` is the launcher gate detected from the cluster, if any.
+/// Renders every object of the configuration the offline way: no AWS or cluster call is made.
 pub async fn render_manifests(
     config: &crate::config::Config,
-    gate: Option<mpijob::LauncherGate>,
+    file_system: Option<&::fsx::FileSystem>,
 ) -> anyhow::Result<Vec<crate::render::Manifest>> {
-    let registry = crate::render::registry(config)?;
-    let base = format!("{registry}/{}", config.image.repository);
-    let images = crate::render::ImageRefs {
-        training: format!("{base}:{}", config.image.human_tag),
-        tensorboard: format!("{base}:tensorboard"),
-        stager: format!("{base}:stager"),
-    };
-    let gate = crate::render::launcher_gate(config, gate);
-    Ok(crate::render::manifests(config, &images, gate, Vec::new())?)
+    let stager = std::path::PathBuf::from(ecr_image::STAGE_BINARY_NAME);
+    Ok(crate::deploy::bundle::render_all(config, None, file_system, &stager)?.all_manifests())
 }
 
 /// Installs the `tracing` subscriber; `RUST_LOG` overrides the verbosity flags.
@@ -122,6 +118,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(verbose > 0)
         .without_time()
         .init();
@@ -131,6 +128,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
+        Command::Deploy(args) => deploy::run(args, &global).await,
         Command::Init(args) => init::run(args, &global).await,
         Command::Render(args) => render::run(args, &global).await,
         Command::Tokenize(args) => tokenize::run(args, &global).await,

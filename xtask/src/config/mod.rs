@@ -149,7 +149,7 @@ impl Default for Image {
             registry: String::new(),
             human_tag: "latest".to_owned(),
             pull_policy: "Always".to_owned(),
-            nemo_ref: "f4743ce".to_owned(),
+            nemo_ref: "f4743cef5a1c8dc9eeb6b3d128e01693e041a9be".to_owned(),
         }
     }
 }

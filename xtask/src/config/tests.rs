@@ -11,10 +11,31 @@ fn parse_error(text: &str) -> String {
 
 #[test]
 fn the_example_documents_the_defaults() {
-    let example = Config::parse(EXAMPLE, "example").unwrap();
-    let mut expected = Config::default();
-    expected.cluster.target = Target::Eks;
-    assert_eq!(example, expected);
+    let local = EXAMPLE.replace("target = \"eks\"", "target = \"local\"");
+    let example = Config::parse(&local, "example").unwrap();
+    assert_eq!(example, Config::default());
+}
+
+#[test]
+fn the_example_asks_for_what_only_the_user_knows() {
+    // For EKS, the dynamic storage mode needs the nodes' subnet and security group.
+    let error = Config::parse(EXAMPLE, "example").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &error else {
+        panic!("{error}")
+    };
+    let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["storage.subnet_id", "storage.security_group_ids"]);
+    let filled = EXAMPLE
+        .replace(
+            "subnet_id = \"\"",
+            "subnet_id = \"subnet-0123456789abcdef0\"",
+        )
+        .replace(
+            "security_group_ids = []",
+            "security_group_ids = [\"sg-0123456789abcdef0\"]",
+        );
+    let config = Config::parse(&filled, "example").unwrap();
+    assert_eq!(config.cluster.target, Target::Eks);
 }
 
 #[test]

@@ -300,6 +300,14 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
+    if storage.mode == StorageMode::Dynamic && config.cluster.target == super::Target::Eks {
+        if storage.subnet_id.is_empty() {
+            c.fail("storage.subnet_id", "the dynamic mode needs the subnet of the Trainium nodes (the FSx CSI driver creates the file system there)");
+        }
+        if storage.security_group_ids.is_empty() {
+            c.fail("storage.security_group_ids", "the dynamic mode needs a security group admitting TCP 988 and 1021-1023 from the nodes");
+        }
+    }
     if storage.mode == StorageMode::Static
         && config.cluster.target == super::Target::Eks
         && storage.file_system_id.is_empty()

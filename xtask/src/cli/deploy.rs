@@ -1,0 +1,196 @@
+//! `cargo xtask deploy`: the whole workflow, resumable.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::Global;
+use crate::config::{Config, Target};
+use crate::deploy::bundle;
+use crate::deploy::local::LocalExecutor;
+use crate::deploy::plan::{self, Plan, StepId};
+use crate::deploy::run::{self, Event, Selection};
+use crate::deploy::state::FileStore;
+use crate::render;
+
+/// Run the whole Llama-2 Trainium workflow as one idempotent, resumable plan.
+///
+/// Steps, in order: preflight, images, storage, staging, compile, train, tensorboard, follow.
+/// Each has a digest of its inputs; a re-run skips the steps whose inputs did not change and
+/// resumes at the one that failed. With `cluster.target = "local"` (the default, when no
+/// configuration names a cluster) it runs the embedded local profile under `cluster.work_dir`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the plan and write every manifest and Dockerfile; contact nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start at this step and re-run it and every later one, even when up to date.
+    #[arg(long, value_enum, value_name = "STEP")]
+    pub from: Option<StepId>,
+    /// Run only this step, even when up to date.
+    #[arg(long, value_enum, value_name = "STEP", conflicts_with = "from")]
+    pub only: Option<StepId>,
+    /// Do not follow the training log at the end.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Where --dry-run writes the manifests (default: <work_dir>/manifests).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Tokenization threads of the local profile (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+/// The `trnkit-stage` binary next to this executable, if it was built.
+fn stager_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.parent()
+                .map(|dir| dir.join(ecr_image::STAGE_BINARY_NAME))
+        })
+        .unwrap_or_else(|| PathBuf::from(ecr_image::STAGE_BINARY_NAME))
+}
+
+fn print_plan(plan: &Plan) {
+    println!(
+        "plan ({} steps, target {:?}):",
+        plan.steps.len(),
+        plan.target
+    );
+    for (index, step) in plan.steps.iter().enumerate() {
+        println!(
+            "  {}. {:<11} {}  [inputs {}]",
+            index + 1,
+            step.id.name(),
+            step.title,
+            &step.digest[..12]
+        );
+        for action in &step.actions {
+            println!("       - {action}");
+        }
+    }
+}
+
+fn write_images(dir: &Path, rendered: &plan::Rendered) -> anyhow::Result<()> {
+    for (name, image) in &rendered.images {
+        let image_dir = dir.join(name);
+        fs_err::create_dir_all(&image_dir)?;
+        let temporary = image_dir.join("Dockerfile.tmp");
+        fs_err::write(&temporary, &image.dockerfile)?;
+        fs_err::rename(&temporary, image_dir.join("Dockerfile"))?;
+        fs_err::write(
+            image_dir.join("REFERENCE"),
+            format!("{}\n", image.reference),
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    let work_dir = config.cluster.work_dir.clone();
+    let rendered = bundle::render_all(&config, None, None, &stager_binary())?;
+    let plan = plan::plan(&config, &rendered);
+
+    if args.dry_run {
+        print_plan(&plan);
+        let out = args.out.unwrap_or_else(|| work_dir.join("manifests"));
+        let manifests = rendered.all_manifests();
+        render::write(&out, &manifests)?;
+        write_images(&work_dir.join("images"), &rendered)?;
+        println!(
+            "dry run: wrote {} objects to {} and {} Dockerfiles to {}; nothing was contacted",
+            manifests.len(),
+            out.display(),
+            rendered.images.len(),
+            work_dir.join("images").display()
+        );
+        return Ok(());
+    }
+
+    match config.cluster.target {
+        Target::Local => run_local(&config, &work_dir, &plan, &rendered, &args).await,
+        Target::Eks => super::cluster::deploy(&config, &plan, &rendered, selection(&args)).await,
+    }
+}
+
+pub(crate) fn selection(args: &Args) -> Selection {
+    Selection {
+        from: args.from,
+        only: args.only,
+        skip_follow: args.no_follow,
+    }
+}
+
+/// Prints one runner event.
+pub(crate) fn show(event: Event) {
+    match event {
+        Event::Started { id, title } => eprintln!("==> {id}: {title}"),
+        Event::UpToDate { id, summary } => eprintln!("    {id}: up to date ({summary})"),
+        Event::NotSelected { id } => tracing::debug!("{id}: not selected"),
+        Event::Finished { id, summary } => eprintln!("    {id}: done: {summary}"),
+        Event::Failed { id, error } => eprintln!("    {id}: FAILED: {error}"),
+    }
+}
+
+async fn run_local(
+    config: &Config,
+    work_dir: &Path,
+    plan: &Plan,
+    rendered: &plan::Rendered,
+    args: &Args,
+) -> anyhow::Result<()> {
+    println!(
+        "trnkit: no cluster configured (cluster.target = \"local\"): running the local profile under {}",
+        work_dir.display()
+    );
+    println!(
+        "  what can run here runs for real (shared layout, sample data, tokenizer, tokenization, compile-cache check);"
+    );
+    println!(
+        "  the cluster steps are rendered, validated and planned, not applied. Set cluster.target = \"eks\" to deploy."
+    );
+    render::write(&work_dir.join("manifests"), &rendered.all_manifests())?;
+    write_images(&work_dir.join("images"), rendered)?;
+    let layout = fsx::SharedLayout::new(work_dir.join("shared"))
+        .with_dataset_name(&config.data.dataset_name)
+        .context("invalid data.dataset_name")?;
+    let mut executor = LocalExecutor {
+        config: config.clone(),
+        layout,
+        work_dir: work_dir.to_owned(),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    let store = FileStore {
+        path: work_dir.join("state.json"),
+    };
+    let report = run::run(plan, &store, &mut executor, selection(args), show).await?;
+    if let Some(failed) = report.failed {
+        anyhow::bail!(
+            "step {failed} failed; fix the cause and run `cargo xtask deploy` again to resume there"
+        );
+    }
+    if report.nothing_to_do(plan) {
+        println!("everything is up to date: nothing needed doing");
+    } else {
+        println!(
+            "local profile done: ran {}; manifests in {}, Dockerfiles in {}",
+            report
+                .ran
+                .iter()
+                .map(|id| id.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            work_dir.join("manifests").display(),
+            work_dir.join("images").display()
+        );
+    }
+    println!("in a cluster (cluster.target = \"eks\"), deploy would:");
+    for step in &plan.steps {
+        println!("  {:<11} {}", step.id.name(), step.actions.join("; "));
+    }
+    Ok(())
+}

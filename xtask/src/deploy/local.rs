@@ -1,0 +1,244 @@
+//! The embedded local profile: with no cluster configured, `deploy` does here what can run
+//! here, for real, and plans the rest.
+//!
+//! - storage: lays out `<work_dir>/shared` exactly like `/shared`;
+//! - staging: writes a generated sample corpus, trains a small tokenizer on it, merges the
+//!   JSONL files as the blueprint does and tokenizes them with the real pipeline;
+//! - compile: lays out the compile cache and inspects it with `neuron-cache`, as the cluster
+//!   step does before deciding whether the compile job must run;
+//! - images, train, TensorBoard, follow: rendered and validated (by `deploy` before the run),
+//!   reported as what the cluster would do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use fsx::SharedLayout;
+use sha2::{Digest, Sha256};
+
+use super::plan::{Step, StepId};
+use super::run::{Executor, StepOutput};
+use super::sample;
+use super::state::StepRecord;
+use crate::config::Config;
+
+/// Sample size: files x documents per file. About 1.5 MB of text.
+const SAMPLE_FILES: usize = 4;
+const SAMPLE_DOCUMENTS: usize = 1500;
+const SAMPLE_SEED: u64 = 1234;
+const SAMPLE_VOCAB: usize = 2000;
+
+/// Runs the local profile's steps.
+pub struct LocalExecutor {
+    /// The configuration.
+    pub config: Config,
+    /// The local mirror of `/shared`.
+    pub layout: SharedLayout,
+    /// Where manifests and Dockerfiles were written.
+    pub work_dir: PathBuf,
+    /// Tokenization threads.
+    pub workers: usize,
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+impl LocalExecutor {
+    fn dataset_outputs(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut outputs = Vec::new();
+        for key in &self.config.data.json_keys {
+            let prefix = self.layout.dataset_prefix(key)?;
+            for extension in ["bin", "idx"] {
+                let mut name = prefix.clone().into_os_string();
+                name.push(format!(".{extension}"));
+                outputs.push(PathBuf::from(name));
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn staging(&self) -> anyhow::Result<StepOutput> {
+        let layout = &self.layout;
+        let corpus = sample::write_corpus(
+            &layout.raw_data_dir(),
+            SAMPLE_FILES,
+            SAMPLE_DOCUMENTS,
+            SAMPLE_SEED,
+        )
+        .context("cannot write the sample corpus")?;
+        sample::train_tokenizer(&corpus, &layout.tokenizer_dir(), SAMPLE_VOCAB)
+            .context("cannot train the sample tokenizer")?;
+
+        // Merge the files in sorted order, as the blueprint's `cat *.jsonl` does.
+        let merged = layout.merged_jsonl();
+        let temporary = merged.with_extension("jsonl.tmp");
+        {
+            let mut out = fs_err::File::create(&temporary)?;
+            for path in &corpus {
+                let mut input = fs_err::File::open(path)?;
+                std::io::copy(&mut input, &mut out).with_context(|| {
+                    format!(
+                        "cannot copy {} into {}",
+                        path.display(),
+                        temporary.display()
+                    )
+                })?;
+            }
+            out.sync_all()?;
+        }
+        fs_err::rename(&temporary, &merged)?;
+
+        // The training code is checked out inside the cluster; locally its place is laid out.
+        let checkout = layout.code_checkout();
+        fs_err::create_dir_all(layout.training_workdir())?;
+        fs_err::write(
+            checkout.join("TRNKIT_LOCAL_PROFILE.txt"),
+            format!(
+                "In the cluster, the staging job checks out neuronx-nemo-megatron {} here.\n",
+                self.config.image.nemo_ref
+            ),
+        )?;
+
+        let mode = if self.config.data.mode == "megatron" {
+            pipeline::Mode::Megatron
+        } else {
+            pipeline::Mode::Nemo
+        };
+        let tokenizer = pipeline::Tokenizer::from_path(
+            &layout.tokenizer_dir(),
+            mode,
+            self.config.data.need_pad_id,
+        )?;
+        let mut tokenize = pipeline::TokenizeConfig::new(
+            vec![merged.display().to_string()],
+            layout.output_prefix(),
+        );
+        tokenize.json_keys = self.config.data.json_keys.clone();
+        tokenize.mode = mode;
+        tokenize.append_eod = self.config.data.append_eod;
+        tokenize.workers = self.workers.max(1);
+        let report = pipeline::tokenize(&tokenize, &tokenizer, &pipeline::NoProgress)?;
+
+        let mut outputs = BTreeMap::new();
+        for path in self.dataset_outputs()? {
+            outputs.insert(path.display().to_string(), sha256_file(&path)?);
+        }
+        Ok(StepOutput {
+            summary: format!(
+                "{} documents, {} tokens from {} sample files into {}",
+                report.documents,
+                report.tokens,
+                corpus.len(),
+                layout.output_prefix().display()
+            ),
+            outputs,
+        })
+    }
+
+    fn compile(&self) -> anyhow::Result<StepOutput> {
+        let root = self.layout.compile_cache();
+        fs_err::create_dir_all(&root)?;
+        let flags = neuron_cache::parse_neuron_cc_flags(&self.config.training.neuron_cc_flags)?;
+        let report = neuron_cache::inspect(&root, &neuron_cache::InspectOptions::default())?;
+        let coverage = neuron_cache::coverage(&report, &flags.key(), &flags.legacy_key(), None);
+        let summary = if coverage.is_ready() {
+            format!(
+                "the compile cache holds {} complete entries for flags key {}: the compile job would be skipped",
+                coverage.complete,
+                flags.key()
+            )
+        } else {
+            format!(
+                "the compile cache at {} holds no complete entry for flags key {}: in the cluster the compile job {} would run",
+                root.display(),
+                flags.key(),
+                self.config.training.compile_job_name
+            )
+        };
+        Ok(StepOutput {
+            summary,
+            outputs: BTreeMap::from([("flags_key".to_owned(), flags.key())]),
+        })
+    }
+}
+
+impl Executor for LocalExecutor {
+    async fn execute(
+        &mut self,
+        step: &Step,
+        _previous: Option<&StepRecord>,
+    ) -> anyhow::Result<StepOutput> {
+        let rendered = |what: &str| StepOutput {
+            summary: format!(
+                "{what} (rendered and validated under {}; nothing applied locally)",
+                self.work_dir.display()
+            ),
+            outputs: BTreeMap::new(),
+        };
+        match step.id {
+            StepId::Preflight => {
+                fs_err::create_dir_all(&self.work_dir)?;
+                Ok(StepOutput {
+                    summary: "local profile: no cluster configured (cluster.target = \"local\"); cluster steps are planned and rendered, not applied".to_owned(),
+                    outputs: BTreeMap::new(),
+                })
+            }
+            StepId::Images => Ok(rendered(&format!("{} Dockerfiles", step.actions.len()))),
+            StepId::Storage => {
+                for dir in [
+                    self.layout.data_dir(),
+                    self.layout.experiments(),
+                    self.layout.compile_cache(),
+                ] {
+                    fs_err::create_dir_all(&dir)?;
+                }
+                Ok(StepOutput {
+                    summary: format!("laid out {} like /shared", self.layout.root().display()),
+                    outputs: BTreeMap::new(),
+                })
+            }
+            StepId::Staging => tokio::task::block_in_place(|| self.staging()),
+            StepId::Compile => tokio::task::block_in_place(|| self.compile()),
+            StepId::Train => Ok(rendered(&format!(
+                "the MPIJob {}",
+                self.config.training.train_job_name
+            ))),
+            StepId::Tensorboard => Ok(rendered("TensorBoard's Deployment and Services")),
+            StepId::Follow => Ok(StepOutput {
+                summary: format!(
+                    "in the cluster: follow the launcher of {} and {}",
+                    self.config.training.train_job_name,
+                    format!(
+                        "{}/<launcher uid>/0/log",
+                        self.layout
+                            .rebase(SharedLayout::IN_CLUSTER_ROOT)
+                            .experiments()
+                            .display()
+                    )
+                ),
+                outputs: BTreeMap::new(),
+            }),
+        }
+    }
+
+    async fn still_valid(&mut self, step: &Step, record: &StepRecord) -> bool {
+        if step.id != StepId::Staging {
+            return true;
+        }
+        record.outputs.iter().all(|(path, digest)| {
+            sha256_file(Path::new(path)).is_ok_and(|actual| &actual == digest)
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! `deploy`: the whole workflow as one idempotent, resumable plan.
+//!
+//! - `plan`: configuration + rendered objects → ordered steps with input digests (pure);
+//! - `state`: what finished, recorded in a ConfigMap or a local file;
+//! - `run`: goes through the plan, skipping up-to-date steps, through an executor;
+//! - `local`: the embedded local profile's executor; `sample`: its generated data;
+//! - `bundle`: renders everything the plan is made from.
+
+pub mod bundle;
+pub mod local;
+pub mod plan;
+pub mod run;
+pub mod sample;
+pub mod state;
+
+#[cfg(test)]
+mod tests;

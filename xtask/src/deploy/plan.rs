@@ -1,0 +1,307 @@
+//! The plan: the configuration, rendered, becomes an ordered list of steps, each with a digest
+//! of its inputs.
+//!
+//! Pure. A step whose digest matches the one recorded for its last successful run is up to
+//! date; a changed input (an image tag, a manifest field, a dataset setting) changes the digest
+//! of that step and of the steps that depend on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::render::Manifest;
+
+/// The steps, in the blueprint's order. TensorBoard comes before following the logs because
+/// following blocks until the training job ends.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepId {
+    /// AWS identity, cluster reachability, operator, CSI driver, device plugins, nodes.
+    Preflight,
+    /// Build and push the training, TensorBoard and staging images.
+    Images,
+    /// The shared file system's StorageClass/PV/PVC.
+    Storage,
+    /// Tokenizer, dataset, training code and tokenization onto the shared file system.
+    Staging,
+    /// The compile MPIJob that fills the Neuron compile cache.
+    Compile,
+    /// The train MPIJob.
+    Train,
+    /// TensorBoard behind basic auth.
+    Tensorboard,
+    /// Follow the launcher and the rank-0 log.
+    Follow,
+}
+
+impl StepId {
+    /// Every step, in order.
+    pub const ALL: [StepId; 8] = [
+        StepId::Preflight,
+        StepId::Images,
+        StepId::Storage,
+        StepId::Staging,
+        StepId::Compile,
+        StepId::Train,
+        StepId::Tensorboard,
+        StepId::Follow,
+    ];
+
+    /// The kebab-case name used on the command line and in the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepId::Preflight => "preflight",
+            StepId::Images => "images",
+            StepId::Storage => "storage",
+            StepId::Staging => "staging",
+            StepId::Compile => "compile",
+            StepId::Train => "train",
+            StepId::Tensorboard => "tensorboard",
+            StepId::Follow => "follow",
+        }
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One step of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    /// Which step.
+    pub id: StepId,
+    /// What it is for, in a few words.
+    pub title: String,
+    /// sha256 of the step's inputs (and of the digests of the steps it depends on).
+    pub digest: String,
+    /// Runs every time (checks and log following), whatever the state says.
+    pub always: bool,
+    /// What the step does, one line per action.
+    pub actions: Vec<String>,
+    /// The objects it applies.
+    #[serde(skip)]
+    pub manifests: Vec<Manifest>,
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    /// `local` or `eks`.
+    pub target: crate::config::Target,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The step with this id.
+    pub fn step(&self, id: StepId) -> Option<&Step> {
+        self.steps.iter().find(|step| step.id == id)
+    }
+}
+
+/// What the plan is made from, besides the configuration: everything rendered.
+#[derive(Clone, Debug, Default)]
+pub struct Rendered {
+    /// Dockerfiles by image name (`training`, `tensorboard`, `stager`), with their tags.
+    pub images: BTreeMap<String, RenderedImage>,
+    /// The storage objects.
+    pub storage: Vec<Manifest>,
+    /// The staging objects (the staging Job).
+    pub staging: Vec<Manifest>,
+    /// The compile MPIJob.
+    pub compile: Vec<Manifest>,
+    /// The train MPIJob.
+    pub train: Vec<Manifest>,
+    /// The TensorBoard objects.
+    pub tensorboard: Vec<Manifest>,
+}
+
+/// One rendered image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RenderedImage {
+    /// The full reference it is pushed as.
+    pub reference: String,
+    /// The Dockerfile.
+    pub dockerfile: String,
+}
+
+/// sha256 (hex) of a JSON value's canonical text.
+pub fn digest(value: &Value) -> String {
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+}
+
+fn manifest_values(manifests: &[Manifest]) -> Value {
+    Value::Array(
+        manifests
+            .iter()
+            .map(|manifest| manifest.value.clone())
+            .collect(),
+    )
+}
+
+fn describe(manifests: &[Manifest], verb: &str) -> Vec<String> {
+    manifests
+        .iter()
+        .map(|manifest| {
+            let namespace = manifest.value["metadata"]["namespace"]
+                .as_str()
+                .map(|ns| format!("{ns}/"))
+                .unwrap_or_default();
+            format!("{verb} {} {namespace}{}", manifest.kind, manifest.name)
+        })
+        .collect()
+}
+
+/// Makes the plan. Pure: the same configuration and rendered inputs give the same plan.
+pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
+    let images_digest = digest(&json!({
+        "images": rendered.images,
+        "repository": config.image.repository,
+        "registry": config.image.registry,
+        "human_tag": config.image.human_tag,
+    }));
+    let storage_digest =
+        digest(&json!({ "storage": manifest_values(&rendered.storage), "config": config.storage }));
+    let staging_digest = digest(&json!({
+        "data": config.data,
+        "nemo_ref": config.image.nemo_ref,
+        "objects": manifest_values(&rendered.staging),
+        "storage": storage_digest,
+    }));
+    let compile_digest = digest(
+        &json!({ "objects": manifest_values(&rendered.compile), "staging": staging_digest }),
+    );
+    let train_digest =
+        digest(&json!({ "objects": manifest_values(&rendered.train), "compile": compile_digest }));
+    let tensorboard_digest = digest(
+        &json!({ "objects": manifest_values(&rendered.tensorboard), "storage": storage_digest }),
+    );
+    let training = &config.training;
+
+    let mut steps = vec![
+        Step {
+            id: StepId::Preflight,
+            title: "check the cluster and AWS before anything is changed".to_owned(),
+            digest: digest(&json!({ "cluster": config.cluster, "training": [training.workers, training.neuron_devices_per_worker, training.efa_interfaces_per_worker] })),
+            always: true,
+            actions: vec![
+                "check the AWS identity and that the region offers Trainium".to_owned(),
+                "check the kube context, the MPI Operator (its version decides the launcher gate), the FSx CSI driver, the Neuron and EFA device plugins".to_owned(),
+                format!(
+                    "check {} node(s) with {} aws.amazon.com/neuron and {} vpc.amazonaws.com/efa allocatable",
+                    training.workers, training.neuron_devices_per_worker, training.efa_interfaces_per_worker
+                ),
+            ],
+            manifests: Vec::new(),
+        },
+        Step {
+            id: StepId::Images,
+            title: "build the images and push them to ECR (skipped when the tags exist)".to_owned(),
+            digest: images_digest,
+            always: false,
+            actions: rendered.images.iter().map(|(name, image)| format!("build and push the {name} image as {}", image.reference)).collect(),
+            manifests: Vec::new(),
+        },
+        Step {
+            id: StepId::Storage,
+            title: "the shared file system and its claim".to_owned(),
+            digest: storage_digest,
+            always: false,
+            actions: if rendered.storage.is_empty() {
+                vec![format!("use the existing claim {}", config.storage.claim_name)]
+            } else {
+                let mut actions = describe(&rendered.storage, "apply");
+                actions.push(format!("wait until the claim {} is Bound", config.storage.claim_name));
+                actions
+            },
+            manifests: rendered.storage.clone(),
+        },
+        Step {
+            id: StepId::Staging,
+            title: "stage the tokenizer, the dataset and the training code, and tokenize".to_owned(),
+            digest: staging_digest,
+            always: false,
+            actions: {
+                let mut actions = vec![
+                    format!("fetch the tokenizer {} ({})", config.data.tokenizer, config.data.tokenizer_revision),
+                    format!("fetch the dataset {} ({})", config.data.dataset, config.data.dataset_revision),
+                    format!("check out neuronx-nemo-megatron {}", config.image.nemo_ref),
+                    format!("tokenize ({} mode, keys {:?}) into {}_<key>_document.{{bin,idx}}", config.data.mode, config.data.json_keys, config.data.dataset_name),
+                ];
+                actions.extend(describe(&rendered.staging, "apply"));
+                actions
+            },
+            manifests: rendered.staging.clone(),
+        },
+        Step {
+            id: StepId::Compile,
+            title: "warm the Neuron compile cache (skipped when it holds the flags' entries)".to_owned(),
+            digest: compile_digest,
+            always: false,
+            actions: {
+                let mut actions = vec![format!("inspect the compile cache for NEURON_CC_FLAGS {:?}", training.neuron_cc_flags)];
+                actions.extend(describe(&rendered.compile, "apply"));
+                actions.push(format!("wait for Succeeded (at most {})", training.compile_timeout));
+                actions
+            },
+            manifests: rendered.compile.clone(),
+        },
+        Step {
+            id: StepId::Train,
+            title: "start training".to_owned(),
+            digest: train_digest,
+            always: false,
+            actions: describe(&rendered.train, "apply"),
+            manifests: rendered.train.clone(),
+        },
+    ];
+    if config.tensorboard.enabled {
+        let mut actions = vec![format!(
+            "create the Secret {} with a generated password (once)",
+            config.tensorboard.secret_name
+        )];
+        actions.extend(describe(&rendered.tensorboard, "apply"));
+        steps.push(Step {
+            id: StepId::Tensorboard,
+            title: "TensorBoard behind basic auth".to_owned(),
+            digest: tensorboard_digest,
+            always: false,
+            actions,
+            manifests: rendered.tensorboard.clone(),
+        });
+    }
+    steps.push(Step {
+        id: StepId::Follow,
+        title: "follow the training log".to_owned(),
+        digest: digest(&json!(training.train_job_name)),
+        always: true,
+        actions: vec![format!(
+            "follow the newest launcher of {} and the rank-0 log nemo_experiments/<launcher uid>/0/log, re-attaching when the launcher restarts",
+            training.train_job_name
+        )],
+        manifests: Vec::new(),
+    });
+    Plan {
+        target: config.cluster.target,
+        steps,
+    }
+}

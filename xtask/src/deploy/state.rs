@@ -1,0 +1,245 @@
+//! Recorded progress: which steps finished, with which input digest, and what they produced.
+//!
+//! The state holds digests, names and counts only, never a secret. It lives in the cluster as a
+//! ConfigMap (so any machine can resume) or, for the local profile, in a file under the work
+//! directory written atomically.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use super::plan::StepId;
+
+/// The key of the state in the ConfigMap.
+pub const STATE_KEY: &str = "state.json";
+/// The ConfigMap's name.
+pub const STATE_CONFIGMAP: &str = "trnkit-state";
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// It finished.
+    Done,
+    /// It failed; the next run starts here.
+    Failed,
+}
+
+/// The record of one step's last run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The digest of the inputs it ran with.
+    pub digest: String,
+    /// How it ended.
+    pub status: Status,
+    /// When it ended (RFC 3339).
+    pub finished_at: String,
+    /// A one-line summary, or the error.
+    pub message: String,
+    /// What it produced: image digests, output checksums, the launcher's UID.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Every step's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Format version.
+    #[serde(default)]
+    pub version: u32,
+    /// By step.
+    #[serde(default)]
+    pub steps: BTreeMap<StepId, StepRecord>,
+}
+
+impl State {
+    /// The record of a step.
+    pub fn get(&self, id: StepId) -> Option<&StepRecord> {
+        self.steps.get(&id)
+    }
+
+    /// Whether the step finished with these inputs.
+    pub fn is_done(&self, id: StepId, digest: &str) -> bool {
+        self.get(id)
+            .is_some_and(|record| record.status == Status::Done && record.digest == digest)
+    }
+}
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state file could not be read or written.
+    #[error("cannot access the state file {path}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state in the cluster could not be read or written.
+    #[error("cannot access the ConfigMap {namespace}/{name} that holds trnkit's state")]
+    ConfigMap {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+    /// The recorded state is not valid JSON of the expected shape.
+    #[error("the recorded state in {origin} is unreadable; delete it to start afresh")]
+    Corrupt {
+        /// Where it was read from.
+        origin: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Where the state is kept.
+#[allow(async_fn_in_trait)]
+pub trait StateStore {
+    /// Reads the state (empty when none was recorded).
+    async fn load(&self) -> Result<State, StateError>;
+    /// Records the state.
+    async fn save(&self, state: &State) -> Result<(), StateError>;
+    /// A description for messages.
+    fn describe(&self) -> String;
+}
+
+/// A JSON file, written to a temporary name and renamed.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl StateStore for FileStore {
+    async fn load(&self) -> Result<State, StateError> {
+        match fs_err::read_to_string(&self.path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|source| StateError::Corrupt {
+                origin: self.describe(),
+                source,
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(source) => Err(StateError::File {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    async fn save(&self, state: &State) -> Result<(), StateError> {
+        let error = |source| StateError::File {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(parent) = self
+            .path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            fs_err::create_dir_all(parent).map_err(error)?;
+        }
+        let temporary = self.path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(state).unwrap_or_default();
+        fs_err::write(&temporary, text).map_err(error)?;
+        fs_err::rename(&temporary, &self.path).map_err(error)?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// A ConfigMap in the cluster, written by server-side apply.
+#[derive(Clone)]
+pub struct ConfigMapStore {
+    /// The API of ConfigMaps in the namespace.
+    pub api: Api<ConfigMap>,
+    /// The namespace (for messages).
+    pub namespace: String,
+    /// The field manager.
+    pub field_manager: String,
+}
+
+impl ConfigMapStore {
+    fn error(&self, source: kube::Error) -> StateError {
+        StateError::ConfigMap {
+            namespace: self.namespace.clone(),
+            name: STATE_CONFIGMAP.to_owned(),
+            source,
+        }
+    }
+}
+
+impl StateStore for ConfigMapStore {
+    async fn load(&self) -> Result<State, StateError> {
+        let Some(config_map) = self
+            .api
+            .get_opt(STATE_CONFIGMAP)
+            .await
+            .map_err(|source| self.error(source))?
+        else {
+            return Ok(State::default());
+        };
+        match config_map
+            .data
+            .as_ref()
+            .and_then(|data| data.get(STATE_KEY))
+        {
+            None => Ok(State::default()),
+            Some(text) => serde_json::from_str(text).map_err(|source| StateError::Corrupt {
+                origin: self.describe(),
+                source,
+            }),
+        }
+    }
+
+    async fn save(&self, state: &State) -> Result<(), StateError> {
+        let config_map = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(STATE_CONFIGMAP.to_owned()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "trnkit".to_owned(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                STATE_KEY.to_owned(),
+                serde_json::to_string_pretty(state).unwrap_or_default(),
+            )])),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(&config_map).unwrap_or_default();
+        value["apiVersion"] = "v1".into();
+        value["kind"] = "ConfigMap".into();
+        self.api
+            .patch(
+                STATE_CONFIGMAP,
+                &PatchParams::apply(&self.field_manager).force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .map_err(|source| self.error(source))?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("ConfigMap {}/{STATE_CONFIGMAP}", self.namespace)
+    }
+}
+
+/// The current time as RFC 3339, for records.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,138 @@
+//! Snapshots of every rendered object, and validation of the written YAML by real readers:
+//! the MPIJob CRD schema (strict) and `kubernetes-validate --strict` for built-in kinds.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::deploy::bundle;
+use crate::render::{self, Manifest};
+
+fn manifests(config: &Config) -> Vec<Manifest> {
+    bundle::render_all(config, None, None, Path::new("/nonexistent/trnkit-stage"))
+        .unwrap()
+        .all_manifests()
+}
+
+#[test]
+fn every_rendered_object_snapshot() {
+    for manifest in manifests(&Config::default()) {
+        insta::assert_snapshot!(
+            format!("{}-{}", manifest.kind.to_lowercase(), manifest.name),
+            manifest.to_yaml()
+        );
+    }
+}
+
+#[test]
+fn mpijobs_carry_the_blueprint_paths_from_the_layout() {
+    let all = manifests(&Config::default());
+    let train = all
+        .iter()
+        .find(|manifest| manifest.name == "test-mpi-train")
+        .unwrap();
+    let launcher =
+        &train.value["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];
+    let command: Vec<&str> = launcher["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|word| word.as_str().unwrap())
+        .collect();
+    assert!(
+        command.windows(2).any(|pair| pair
+            == [
+                "-wdir",
+                "/shared/neuronx-nemo-megatron/nemo/examples/nlp/language_modeling/"
+            ]),
+        "{command:?}"
+    );
+    let env = launcher["env"].as_array().unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|variable| variable["name"] == name)
+            .and_then(|variable| variable["value"].as_str())
+            .unwrap()
+    };
+    assert_eq!(value("TOKENIZER_PATH"), "/shared/llama7b_tokenizer");
+    assert_eq!(
+        value("DATASET_PATH"),
+        "/shared/data/redpajama_sample_text_document"
+    );
+    assert_eq!(value("NEURON_COMPILE_CACHE_URL"), "/shared/neuron_cache");
+}
+
+#[test]
+fn written_yaml_reads_back_and_mpijobs_pass_the_strict_crd_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("manifests");
+    let all = manifests(&Config::default());
+    let written = render::write(&out, &all).unwrap();
+    assert_eq!(written.len(), all.len() + 1);
+    for (manifest, path) in all.iter().zip(&written) {
+        let text = fs_err::read_to_string(path).unwrap();
+        let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            manifest.value,
+            "{} does not read back unchanged",
+            path.display()
+        );
+        if manifest.kind == "MPIJob" {
+            let problems = mpijob::schema::validate_value(&value);
+            assert!(problems.is_empty(), "{problems}");
+        }
+    }
+    // A second write replaces the directory whole.
+    fs_err::write(out.join("stale.yaml"), "x").unwrap();
+    render::write(&out, &all).unwrap();
+    assert!(!out.join("stale.yaml").exists());
+}
+
+fn find_on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+    })
+}
+
+/// Built-in kinds pass `kubernetes-validate --strict` (PyPI; `scripts/test` installs it) for the
+/// oldest supported Kubernetes, read from the YAML files exactly as written.
+#[tokio::test]
+async fn built_in_kinds_pass_kubernetes_validate_strict() {
+    let Some(tool) = find_on_path("kubernetes-validate") else {
+        let _ = test_support::services::missing(
+            "kubernetes-validate",
+            "not on PATH (pip install kubernetes-validate)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let all = manifests(&Config::default());
+    let written = render::write(&dir.path().join("m"), &all).unwrap();
+    let files: Vec<&PathBuf> = all
+        .iter()
+        .zip(&written)
+        .filter(|(manifest, _)| manifest.kind != "MPIJob")
+        .map(|(_, path)| path)
+        .collect();
+    assert!(files.len() >= 5);
+    let output = tokio::process::Command::new(&tool)
+        .current_dir(dir.path())
+        .args(["--strict", "--kubernetes-version", "1.33.0"])
+        .args(&files)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.matches(" passed for resource ").count(),
+        files.len(),
+        "{stdout}"
+    );
+}
