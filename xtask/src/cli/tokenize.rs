@@ -107,17 +107,17 @@ pub struct Args {
 
 /// The tokenizer directory and mode resolved from Megatron's or NeMo's flags.
 pub fn resolve(args: &Args) -> anyhow::Result<(PathBuf, Mode)> {
-    if let Some(library) = &args.tokenizer_library {
-        if !library.eq_ignore_ascii_case("huggingface") {
-            bail!("--tokenizer-library {library}: only `huggingface` is supported");
-        }
+    if let Some(library) = &args.tokenizer_library
+        && !library.eq_ignore_ascii_case("huggingface")
+    {
+        bail!("--tokenizer-library {library}: only `huggingface` is supported");
     }
-    if let Some(dataset_impl) = &args.dataset_impl {
-        if dataset_impl != "mmap" {
-            bail!(
-                "--dataset-impl {dataset_impl}: only `mmap` is supported (it is what training reads)"
-            );
-        }
+    if let Some(dataset_impl) = &args.dataset_impl
+        && dataset_impl != "mmap"
+    {
+        bail!(
+            "--dataset-impl {dataset_impl}: only `mmap` is supported (it is what training reads)"
+        );
     }
     if args.split_sentences {
         bail!("--split-sentences is not supported; tokenize whole documents (the blueprint does)");
@@ -318,10 +318,10 @@ fn looks_like_repo(value: &str) -> bool {
 
 /// The HF token from `HF_TOKEN`, or the file `huggingface-cli login` writes.
 fn hf_token() -> Option<String> {
-    if let Ok(token) = std::env::var("HF_TOKEN") {
-        if !token.trim().is_empty() {
-            return Some(token.trim().to_owned());
-        }
+    if let Ok(token) = std::env::var("HF_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Some(token.trim().to_owned());
     }
     let path = match std::env::var_os("HF_TOKEN_PATH") {
         Some(path) => PathBuf::from(path),
