@@ -61,6 +61,8 @@ pub mod layout;
 pub mod model;
 pub mod spec;
 
+/// The AWS SDK for FSx, re-exported so that callers build the client with the same version.
+pub use aws_sdk_fsx;
 pub use csi::static_volume;
 pub use error::{Error, Result};
 pub use layout::{SharedLayout, validate_component};

@@ -41,16 +41,21 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut best = f64::MAX;
     for run in 1..=3 {
+        let cpu_before = cpu_seconds();
         let start = Instant::now();
         let report = neuron_cache::inspect(root, &options).expect("inspect the generated cache");
         let seconds = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         best = best.min(seconds);
         assert_eq!(
             report.summary.entries, count,
             "every generated entry is found"
         );
         println!(
-            "inspect run {run}: {seconds:.3} s for {} entries ({:.0} entries/s, {threads} threads; complete {}, failed {}, locked {}, incomplete {})",
+            "inspect run {run}: {seconds:.3} s wall, {} CPU, for {} entries ({:.0} entries/s, {threads} cores; complete {}, failed {}, locked {}, incomplete {})",
+            cpu.map_or("? s".to_owned(), |cpu| format!("{cpu:.3} s")),
             report.summary.entries,
             report.summary.entries as f64 / seconds,
             report.summary.count(State::Complete),
@@ -60,6 +65,39 @@ fn main() {
         );
     }
     println!("best: {best:.3} s for {count} entries (goal: < 2 s)");
+    let quick = InspectOptions {
+        sizes: false,
+        ..options.clone()
+    };
+    let cpu_before = cpu_seconds();
+    let start = Instant::now();
+    let report = neuron_cache::inspect(root, &quick).expect("inspect the generated cache");
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    assert_eq!(report.summary.entries, count);
+    println!(
+        "inspect without sizes (--no-sizes): {seconds:.3} s wall, {} CPU",
+        cpu.map_or("? s".to_owned(), |cpu| format!("{cpu:.3} s"))
+    );
+    println!(
+        "load average: {}",
+        fs_err::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
+
+/// User plus system CPU time of this process so far (Linux `/proc/self/stat`), so the figure can
+/// be read on a busy machine: wall time includes waiting for the CPU, CPU time does not.
+fn cpu_seconds() -> Option<f64> {
+    let stat = fs_err::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// 90% complete, 5% failed, 3% locked, 2% incomplete, over two compiler versions; generated on

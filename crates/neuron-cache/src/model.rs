@@ -84,7 +84,9 @@ pub enum Naming {
 pub struct EntryFiles {
     /// `model.hlo_module.pb` or `model.hlo.pb`: the input graph.
     pub hlo: Option<String>,
-    /// `model.neff`, with its size.
+    /// `model.neff` is present.
+    pub neff: bool,
+    /// The size of `model.neff`, when present and sizes were measured.
     pub neff_bytes: Option<u64>,
     /// `model.done`.
     pub done: bool,
@@ -152,6 +154,8 @@ pub struct CacheReport {
     pub root: String,
     /// The lock age above which a lock counts as stale, in seconds.
     pub stale_after_seconds: u64,
+    /// Whether sizes were measured; when not, every `bytes` is 0.
+    pub sizes_measured: bool,
     /// The entries, sorted by path.
     pub entries: Vec<Entry>,
     /// What was not inspected, sorted by path: garbage names, symbolic links, unreadable

@@ -358,3 +358,45 @@ fn many_entries_are_classified_the_same_in_parallel() {
     assert_eq!(serial.summary.count(State::StaleLock), stale);
     assert_eq!(serial.summary.count(State::Locked), 200 - stale);
 }
+
+#[test]
+fn without_sizes_the_states_are_the_same_and_bytes_are_zero() {
+    let tree = Tree::new();
+    tree.complete("00000000000000000001");
+    tree.failed("00000000000000000002");
+    tree.locked("00000000000000000003", Duration::from_secs(60));
+    tree.locked("00000000000000000004", Duration::from_secs(3 * 3600));
+    tree.entry(
+        VERSION,
+        "00000000000000000005",
+        FLAGS,
+        &[("model.hlo_module.pb", b"hlo"), ("model.neff", b"half")],
+    );
+    let sized = inspect(tree.root(), &inspect_options()).unwrap();
+    let unsized_report = inspect(
+        tree.root(),
+        &crate::InspectOptions {
+            sizes: false,
+            ..inspect_options()
+        },
+    )
+    .unwrap();
+    assert!(sized.sizes_measured && !unsized_report.sizes_measured);
+    let states = |report: &crate::CacheReport| {
+        report
+            .entries
+            .iter()
+            .map(|entry| (entry.graph_key.clone(), entry.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states(&sized), states(&unsized_report));
+    assert!(sized.summary.bytes > 0);
+    assert_eq!(unsized_report.summary.bytes, 0);
+    assert_eq!(
+        unsized_report.entries[2].lock_age_seconds,
+        Some(60),
+        "lock ages are still measured"
+    );
+    assert_eq!(unsized_report.entries[0].files.neff_bytes, None);
+    assert!(unsized_report.entries[0].files.neff);
+}

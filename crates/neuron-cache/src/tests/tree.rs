@@ -101,5 +101,6 @@ pub(super) fn inspect_options() -> crate::InspectOptions {
         stale_after: Duration::from_secs(2 * 3600),
         now: now(),
         threads: 2,
+        sizes: true,
     }
 }

@@ -1,0 +1,417 @@
+//! `cargo xtask cache`: inspect, prune and verify the Neuron persistent compile cache.
+//!
+//! The work is done by the `neuron-cache` crate; this module picks the root (`--root`, else the
+//! local profile's `<work_dir>/shared/neuron_cache` from the shared layout), reads the
+//! configured `NEURON_CC_FLAGS`, runs the blocking walk off the async runtime with a spinner, and
+//! prints text or the documented JSON.
+//!
+//! `--json` prints one object: `root`, `stale_after_seconds`, `entries` (each with at least
+//! `path` relative to the root, `compiler_version`, `state` — `complete`, `failed`, `locked`,
+//! `stale_lock` or `incomplete` — and `bytes`), `skipped`, `summary` and `notes`; `inspect`
+//! adds `coverage` for the configured flags, `prune` adds `dry_run`, `bytes_freed` and, per
+//! entry, `action`, `reason` and `done`; `verify` adds `problems`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use neuron_cache::{CacheReport, Coverage, InspectOptions, Problem, PruneOptions, State};
+use serde::Serialize;
+
+use super::Global;
+use super::fsx::humantime_duration;
+use crate::config::Config;
+
+/// Inspect, prune and verify the Neuron persistent compile cache (`NEURON_COMPILE_CACHE_URL`).
+///
+/// The cache lives on the shared file system (`/shared/neuron_cache` in the cluster). Run these
+/// where it is mounted, or on the local profile's copy. Symbolic links are never followed, and
+/// nothing is removed unless `prune` is asked to.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List every entry with its state (complete, failed, locked, stale_lock, incomplete), size
+    /// and compiler version, and say whether the configured NEURON_CC_FLAGS already have
+    /// complete entries (whether the compile job can be skipped).
+    Inspect(InspectArgs),
+    /// Remove failed entries, stale locks or other compiler versions; only what is asked, never
+    /// a lock younger than the threshold, every removal reported.
+    Prune(PruneArgs),
+    /// Check complete entries: non-empty NEFF, input graph present, flags file matching the
+    /// folder's flags key. Exits with an error when a problem is found.
+    Verify(VerifyArgs),
+}
+
+/// Where the cache is, and when a lock counts as stale.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RootArgs {
+    /// The cache root (the folder NEURON_COMPILE_CACHE_URL names). Default: the local profile's
+    /// `<[cluster] work_dir>/shared/neuron_cache`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print the documented JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// A lock older than this counts as stale (a killed compilation).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime_duration)]
+    pub stale_after: Duration,
+    /// The NEURON_CC_FLAGS to check coverage for (default: `[training] neuron_cc_flags`).
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub flags: Option<String>,
+    /// Only count entries of this compiler version (the `neuronxcc-<version>` folder) for
+    /// coverage; the image's neuronx-cc version is the one that matters.
+    #[arg(long, value_name = "VERSION")]
+    pub compiler_version: Option<String>,
+    /// List every entry, not only the summary (text output).
+    #[arg(long)]
+    pub all: bool,
+    /// Skip measuring sizes (every `bytes` is 0): about half the system calls, and far fewer
+    /// round trips on Lustre, where each file's size costs a request to a storage server.
+    #[arg(long)]
+    pub no_sizes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Remove cached compilation failures, so the next run compiles them again.
+    #[arg(long)]
+    pub failed: bool,
+    /// Remove lock files older than --older-than (left by killed compilations; later runs wait
+    /// on them forever). The entries stay and are compiled again.
+    #[arg(long, requires = "older_than")]
+    pub stale_locks: bool,
+    /// The age above which a lock is removed by --stale-locks, such as 2h. Choose it longer than
+    /// any compilation takes: a lock younger than this is never touched.
+    #[arg(long, value_name = "DURATION", value_parser = humantime_duration, requires = "stale_locks")]
+    pub older_than: Option<Duration>,
+    /// Remove the entries of every other compiler version (complete ones included), e.g.
+    /// --keep-version 2.21.33363.0+82129205. Locked entries are kept.
+    #[arg(long, value_name = "VERSION")]
+    pub keep_version: Option<String>,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+}
+
+pub async fn run(command: Command, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    match command {
+        Command::Inspect(args) => inspect(args, &config, global).await,
+        Command::Prune(args) => prune(args, &config, global).await,
+        Command::Verify(args) => verify(args, &config, global).await,
+    }
+}
+
+/// The cache root: `--root`, else the local profile's copy of `/shared/neuron_cache`.
+pub fn cache_root(root: Option<PathBuf>, config: &Config) -> PathBuf {
+    root.unwrap_or_else(|| {
+        fsx::SharedLayout::new(config.cluster.work_dir.join("shared")).compile_cache()
+    })
+}
+
+#[derive(Serialize)]
+struct InspectOutput<'a> {
+    #[serde(flatten)]
+    report: &'a CacheReport,
+    coverage: &'a Coverage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags_mismatch: Option<String>,
+}
+
+async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
+    let root = cache_root(args.root.root, config);
+    let options = InspectOptions {
+        stale_after: args.stale_after,
+        sizes: !args.no_sizes,
+        ..InspectOptions::default()
+    };
+    let report = walk(root.clone(), options, global.quiet || args.root.json).await?;
+
+    let flags_text = args
+        .flags
+        .clone()
+        .unwrap_or_else(|| config.training.neuron_cc_flags.clone());
+    let flags =
+        neuron_cache::parse_neuron_cc_flags(&flags_text).context("the NEURON_CC_FLAGS to check")?;
+    let coverage = neuron_cache::coverage(
+        &report,
+        &flags.key(),
+        &flags.legacy_key(),
+        args.compiler_version.as_deref(),
+    );
+    // A NEURON_CC_FLAGS in [training.env] overrides the configured flags for both jobs; if it
+    // differs, the cache trnkit checks is not the one the jobs will use.
+    let flags_mismatch = match config.training.env.get("NEURON_CC_FLAGS") {
+        Some(env_flags) => {
+            let env_flags = neuron_cache::parse_neuron_cc_flags(env_flags)
+                .context("[training.env] NEURON_CC_FLAGS")?;
+            neuron_cache::compare(&flags, &env_flags).map(|mismatch| {
+                format!("[training] neuron_cc_flags vs [training.env] NEURON_CC_FLAGS: {mismatch}")
+            })
+        }
+        None => None,
+    };
+
+    if args.root.json {
+        let output = InspectOutput {
+            report: &report,
+            coverage: &coverage,
+            flags_mismatch: flags_mismatch.clone(),
+        };
+        println!("{}", serde_json::to_string_pretty(&output)?);
+        return Ok(());
+    }
+    print_summary(&report, args.all);
+    println!();
+    println!("NEURON_CC_FLAGS {flags_text:?}");
+    println!(
+        "  flags key {} (older SDKs: {})",
+        flags.key(),
+        flags.legacy_key()
+    );
+    println!("  {}", coverage.verdict());
+    if let Some(mismatch) = flags_mismatch {
+        eprintln!("warning: {mismatch}");
+    }
+    Ok(())
+}
+
+async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
+    if !args.failed && !args.stale_locks && args.keep_version.is_none() {
+        bail!(
+            "choose what to prune: --failed, --stale-locks --older-than DURATION, or --keep-version VERSION"
+        );
+    }
+    let root = cache_root(args.root.root, config);
+    let options = PruneOptions {
+        failed: args.failed,
+        stale_locks_older_than: if args.stale_locks {
+            args.older_than
+        } else {
+            None
+        },
+        keep_version: args.keep_version.clone(),
+        dry_run: args.dry_run,
+    };
+    // Locks are judged by the prune threshold, so `inspect` and `prune` agree on "stale".
+    let inspect = InspectOptions {
+        stale_after: args
+            .older_than
+            .unwrap_or(InspectOptions::default().stale_after),
+        ..InspectOptions::default()
+    };
+    let spinner = spinner(
+        global.quiet || args.root.json,
+        format!("pruning {}", root.display()),
+    );
+    let root_for_task = root.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        neuron_cache::prune(&root_for_task, &options, &inspect)
+    })
+    .await
+    .context("the prune task")?
+    .with_context(|| format!("pruning the compile cache at {}", root.display()))?;
+    spinner.finish_and_clear();
+
+    if args.root.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for item in &report.entries {
+        let what = match item.action {
+            neuron_cache::Action::RemoveEntry => "entry",
+            neuron_cache::Action::RemoveLocks => "locks of",
+            neuron_cache::Action::FinishRemoval => "leftover",
+        };
+        let verb = if report.dry_run || item.done {
+            verb
+        } else {
+            "kept"
+        };
+        println!(
+            "{verb} {what} {} ({}, {}): {}",
+            item.entry.path,
+            item.entry.state,
+            bytes(item.entry.bytes),
+            item.reason
+        );
+    }
+    let done = report
+        .entries
+        .iter()
+        .filter(|item| item.done || report.dry_run)
+        .count();
+    println!(
+        "{} {done} of {} item(s), {} {}",
+        if report.dry_run { "dry run:" } else { "done:" },
+        report.entries.len(),
+        bytes(report.bytes_freed),
+        if report.dry_run {
+            "would be freed"
+        } else {
+            "freed"
+        }
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct VerifyOutput<'a> {
+    #[serde(flatten)]
+    report: &'a CacheReport,
+    problems: &'a [Problem],
+}
+
+async fn verify(args: VerifyArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
+    let root = cache_root(args.root.root, config);
+    let report = walk(
+        root.clone(),
+        InspectOptions::default(),
+        global.quiet || args.root.json,
+    )
+    .await?;
+    let report_for_task = report.clone();
+    let root_for_task = root.clone();
+    let problems =
+        tokio::task::spawn_blocking(move || neuron_cache::verify(&root_for_task, &report_for_task))
+            .await
+            .context("the verify task")?;
+    if args.root.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&VerifyOutput {
+                report: &report,
+                problems: &problems
+            })?
+        );
+    } else {
+        for problem in &problems {
+            println!("{}: {}", problem.path, problem.problem);
+        }
+        println!(
+            "checked {} complete entries: {} problem(s)",
+            report.summary.count(State::Complete),
+            problems.len()
+        );
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} problem(s) in the compile cache at {}",
+            problems.len(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Inspects off the async runtime, with a spinner unless `quiet`.
+async fn walk(root: PathBuf, options: InspectOptions, quiet: bool) -> anyhow::Result<CacheReport> {
+    let spinner = spinner(quiet, format!("inspecting {}", root.display()));
+    let root_for_task = root.clone();
+    let report =
+        tokio::task::spawn_blocking(move || neuron_cache::inspect(&root_for_task, &options))
+            .await
+            .context("the inspect task")?
+            .with_context(|| format!("inspecting the compile cache at {}", root.display()))?;
+    spinner.finish_and_clear();
+    Ok(report)
+}
+
+fn print_summary(report: &CacheReport, all: bool) {
+    println!("compile cache {}", report.root);
+    let summary = &report.summary;
+    println!("{} entries, {}", summary.entries, bytes(summary.bytes));
+    for state in State::ALL {
+        println!("  {:<11} {}", state.as_str(), summary.count(state));
+    }
+    for (version, count) in &summary.compiler_versions {
+        println!("  neuronxcc-{version}: {count} entries");
+    }
+    let worth_listing =
+        |entry: &&neuron_cache::Entry| all || !matches!(entry.state, State::Complete);
+    for entry in report.entries.iter().filter(worth_listing) {
+        println!(
+            "{:<11} {:>10}  {}  ({})",
+            entry.state.as_str(),
+            bytes(entry.bytes),
+            entry.path,
+            entry.detail
+        );
+    }
+    if !report.skipped.is_empty() {
+        println!(
+            "skipped {} item(s) that are not entries:",
+            report.skipped.len()
+        );
+        for skipped in report
+            .skipped
+            .iter()
+            .take(if all { usize::MAX } else { 20 })
+        {
+            println!("  {}: {}", skipped.path, skipped.reason);
+        }
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    if summary.count(State::StaleLock) > 0 {
+        println!(
+            "hint: stale locks make later runs wait forever; remove them with `cargo xtask cache prune --stale-locks --older-than {}s`",
+            report.stale_after_seconds
+        );
+    }
+    if summary.count(State::Failed) > 0 {
+        println!(
+            "hint: failed entries are replayed on every run; remove them with `cargo xtask cache prune --failed`"
+        );
+    }
+}
+
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn spinner(quiet: bool, message: String) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("a valid template"),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

@@ -1,0 +1,479 @@
+//! `cargo xtask fsx`: create, describe and delete trnkit's FSx for Lustre file system.
+//!
+//! The work is done by the `fsx` crate; this module reads flags and the configuration
+//! (`[storage]`, `[cluster] name` and `region`), builds the FSx client from the standard AWS
+//! chain (`AWS_ENDPOINT_URL` included, which is how the tests point it at moto), draws a spinner
+//! while waiting and prints results.
+//!
+//! The file system is found by its tag `trnkit:name = <[cluster] name>` (or `--name`), so
+//! `create` run twice adopts the first one instead of creating a second, and `describe` and
+//! `delete` need no id.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use fsx::io::{self, Adopt, DeleteOptions, LifecycleChange, WaitOptions};
+use fsx::spec::{DataCompression, DeploymentType};
+use fsx::{FileSystem, FileSystemSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::Global;
+use crate::config::Config;
+
+/// Create, describe and delete the FSx for Lustre file system behind `/shared`.
+///
+/// Region and credentials come from the standard AWS chain (AWS_PROFILE, AWS_REGION, SSO,
+/// instance metadata), falling back to `[cluster] region`; AWS_ENDPOINT_URL points it at another
+/// FSx endpoint (moto in tests).
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create the file system with the configured (blueprint) settings, or adopt the one trnkit
+    /// tagged before, and wait until it is AVAILABLE.
+    Create(CreateArgs),
+    /// Print trnkit's file system: id, lifecycle, DNS name, mount name, capacity.
+    Describe(DescribeArgs),
+    /// Delete trnkit's file system and every file on it (dataset, compile cache, checkpoints).
+    Delete(DeleteArgs),
+}
+
+/// Which file system, and where.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Use this file system (`fs-…`) instead of finding it by tag.
+    #[arg(long, value_name = "ID")]
+    pub file_system_id: Option<String>,
+    /// The value of the `trnkit:name` tag to find it by (default: `[cluster] name`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The AWS region (default: the AWS chain's, then `[cluster] region`).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Lines for people.
+    Text,
+    /// One JSON object on stdout: `file_system_id`, `dns_name`, `mount_name`, `lifecycle`, … .
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The subnet to create the file system in; it must be in the Trainium nodes' Availability
+    /// Zone (overrides `[storage] subnet_id`).
+    #[arg(long, value_name = "ID")]
+    pub subnet_id: Option<String>,
+    /// A security group admitting TCP 988 and 1021-1023 from the nodes' subnets; repeat for
+    /// several (overrides `[storage] security_group_ids`).
+    #[arg(long = "security-group-id", value_name = "ID")]
+    pub security_group_ids: Vec<String>,
+    /// PERSISTENT_1 (the blueprint's) or PERSISTENT_2 (overrides `[storage] deployment_type`).
+    #[arg(long, value_name = "TYPE")]
+    pub deployment_type: Option<String>,
+    /// Capacity in GiB: 1200, 2400 or a multiple of 2400 (overrides `[storage] capacity_gib`).
+    #[arg(long, value_name = "GIB")]
+    pub capacity_gib: Option<u32>,
+    /// MB/s per TiB: 50, 100, 200 (PERSISTENT_1) or 125, 250, 500, 1000 (PERSISTENT_2).
+    #[arg(long, value_name = "MBPS")]
+    pub throughput: Option<u32>,
+    /// Return as soon as the file system is created or adopted, without waiting for AVAILABLE.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for AVAILABLE (FSx for Lustre usually takes 5 to 15 minutes).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime_duration)]
+    pub timeout: Duration,
+    /// Text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Text or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Really delete. Without it, trnkit only says what it would delete.
+    #[arg(long)]
+    pub yes: bool,
+    /// Skip the final backup FSx otherwise keeps (and bills) after deleting a file system with
+    /// backups on.
+    #[arg(long)]
+    pub skip_final_backup: bool,
+}
+
+pub async fn run(command: Command, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    match command {
+        Command::Create(args) => create(args, &config, global).await,
+        Command::Describe(args) => describe(args, &config).await,
+        Command::Delete(args) => delete(args, &config).await,
+    }
+}
+
+/// The FSx client from the standard AWS chain, with `region` (or `[cluster] region` when the
+/// chain has none).
+pub async fn client(region: Option<&str>, config: &Config) -> fsx::aws_sdk_fsx::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    let mut sdk = loader.load().await;
+    if sdk.region().is_none() {
+        sdk = sdk
+            .into_builder()
+            .region(aws_config::Region::new(config.cluster.region.clone()))
+            .build();
+    }
+    fsx::aws_sdk_fsx::Client::new(&sdk)
+}
+
+/// The file system to create, from `[storage]` and `[cluster] name`.
+///
+/// Fails with the key to set when the subnet or security groups are missing, or when a value is
+/// one the `fsx` crate refuses (for example `SCRATCH_2`: trnkit only creates persistent file
+/// systems).
+pub fn spec_from_config(config: &Config, name: &str) -> anyhow::Result<FileSystemSpec> {
+    let storage = &config.storage;
+    let groups: Vec<&str> = storage
+        .security_group_ids
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut spec = FileSystemSpec::blueprint(name, &storage.subnet_id, &groups);
+    spec.deployment_type = storage
+        .deployment_type
+        .parse::<DeploymentType>()
+        .context("[storage] deployment_type")?;
+    spec.storage_capacity_gib = storage.capacity_gib;
+    spec.per_unit_storage_throughput = storage.per_unit_storage_throughput;
+    spec.lustre_version = storage.lustre_version.clone();
+    spec.automatic_backup_retention_days = storage.automatic_backup_retention_days;
+    spec.daily_automatic_backup_start_time = storage.daily_automatic_backup_start_time.clone();
+    spec.weekly_maintenance_start_time = storage.weekly_maintenance_start_time.clone();
+    spec.copy_tags_to_backups = storage.copy_tags_to_backups;
+    spec.data_compression = match storage.data_compression_type.to_ascii_uppercase().as_str() {
+        "NONE" => DataCompression::None,
+        "LZ4" => DataCompression::Lz4,
+        other => bail!("[storage] data_compression_type `{other}` is not NONE or LZ4"),
+    };
+    Ok(spec)
+}
+
+/// Reads a file system's facts through the API, for `render --fsx-id ID`.
+///
+/// Fails when it does not exist; warns (through `tracing`) when it is not AVAILABLE yet, since
+/// its mount name may then be missing and the static PersistentVolume cannot be rendered.
+pub async fn file_system_facts(
+    client: &fsx::aws_sdk_fsx::Client,
+    file_system_id: &str,
+) -> anyhow::Result<FileSystem> {
+    let file_system = io::describe(client, file_system_id)
+        .await?
+        .with_context(|| {
+            format!("FSx file system {file_system_id} does not exist; check the id and the region")
+        })?;
+    if file_system.lifecycle != Some(fsx::Lifecycle::Available) {
+        tracing::warn!(
+            file_system_id,
+            lifecycle = file_system.lifecycle_label(),
+            "the file system is not AVAILABLE; wait with `cargo xtask fsx create --file-system-id {file_system_id}`"
+        );
+    }
+    Ok(file_system)
+}
+
+async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
+    let name = args
+        .target
+        .name
+        .clone()
+        .unwrap_or_else(|| config.cluster.name.clone());
+    let mut spec = spec_from_config(config, &name)?;
+    if let Some(subnet) = &args.subnet_id {
+        spec.subnet_id = subnet.clone();
+    }
+    if !args.security_group_ids.is_empty() {
+        spec.security_group_ids = args.security_group_ids.clone();
+    }
+    if let Some(deployment) = &args.deployment_type {
+        spec.deployment_type = deployment.parse().context("--deployment-type")?;
+    }
+    if let Some(capacity) = args.capacity_gib {
+        spec.storage_capacity_gib = capacity;
+    }
+    if let Some(throughput) = args.throughput {
+        spec.per_unit_storage_throughput = throughput;
+    }
+    if spec.subnet_id.is_empty() {
+        bail!(
+            "no subnet: pass --subnet-id or set [storage] subnet_id (a private subnet in the Trainium nodes' \
+             Availability Zone; the blueprint uses private subnet 0)"
+        );
+    }
+    if spec.security_group_ids.is_empty() {
+        bail!(
+            "no security group: pass --security-group-id or set [storage] security_group_ids (a group admitting \
+             TCP 988 and 1021-1023 from the nodes' subnets)"
+        );
+    }
+    spec.validate().context("the file system settings")?;
+
+    let client = client(args.target.region.as_deref(), config).await;
+    let adopt = match args
+        .target
+        .file_system_id
+        .clone()
+        .or_else(|| non_empty(&config.storage.file_system_id))
+    {
+        Some(id) => Adopt::Id(id),
+        None => Adopt::Tag,
+    };
+    let ensured = io::ensure(&client, &spec, &adopt).await?;
+    let verb = if ensured.created {
+        "created"
+    } else {
+        "adopted"
+    };
+    eprintln!(
+        "{verb} {} (tag trnkit:name={name})",
+        ensured.file_system.file_system_id
+    );
+    for difference in &ensured.differences {
+        eprintln!("warning: {difference}; trnkit does not change an existing file system");
+    }
+
+    let mut file_system = ensured.file_system;
+    if !args.no_wait && file_system.lifecycle != Some(fsx::Lifecycle::Available) {
+        let spinner = spinner(global.quiet);
+        spinner.set_message(format!(
+            "waiting for {} to become AVAILABLE",
+            file_system.file_system_id
+        ));
+        let options = WaitOptions {
+            timeout: args.timeout,
+            ..WaitOptions::default()
+        };
+        let waited = io::wait_until_available(
+            &client,
+            &file_system.file_system_id,
+            options,
+            |change: &LifecycleChange| {
+                let to = change.to.as_ref().map_or(
+                    "unknown (the API reports no lifecycle)".to_owned(),
+                    ToString::to_string,
+                );
+                spinner.println(format!(
+                    "[{:>5}s] {} is {to}",
+                    change.elapsed.as_secs(),
+                    change.file_system_id
+                ));
+                spinner.set_message(format!("{} is {to}", change.file_system_id));
+            },
+        )
+        .await;
+        spinner.finish_and_clear();
+        file_system = waited?;
+    }
+    print_file_system(&file_system, Some(ensured.created), args.output)
+}
+
+async fn describe(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
+    let client = client(args.target.region.as_deref(), config).await;
+    let Some(file_system) = find(&client, &args.target, config).await? else {
+        let name = args
+            .target
+            .name
+            .clone()
+            .unwrap_or_else(|| config.cluster.name.clone());
+        bail!(
+            "no FSx file system is tagged trnkit:name={name}; create one with `cargo xtask fsx create`"
+        )
+    };
+    print_file_system(&file_system, None, args.output)
+}
+
+async fn delete(args: DeleteArgs, config: &Config) -> anyhow::Result<()> {
+    let client = client(args.target.region.as_deref(), config).await;
+    let Some(file_system) = find(&client, &args.target, config).await? else {
+        let name = args
+            .target
+            .name
+            .clone()
+            .unwrap_or_else(|| config.cluster.name.clone());
+        eprintln!("no FSx file system is tagged trnkit:name={name}: nothing to delete");
+        return Ok(());
+    };
+    let id = &file_system.file_system_id;
+    if file_system.lifecycle == Some(fsx::Lifecycle::Deleting) {
+        eprintln!("{id} is already being deleted");
+        return Ok(());
+    }
+    let describe = format!(
+        "{id} ({} GiB, {}, tags {})",
+        file_system
+            .storage_capacity_gib
+            .map_or("?".to_owned(), |gib| gib.to_string()),
+        file_system.lifecycle_label(),
+        file_system
+            .tags
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if file_system.tag(fsx::spec::NAME_TAG).is_none() {
+        eprintln!(
+            "warning: {id} does not carry trnkit's tag {}: trnkit did not create it",
+            fsx::spec::NAME_TAG
+        );
+    }
+    if !args.yes {
+        bail!(
+            "refusing to delete {describe} without --yes: this deletes every file on it (tokenized dataset, compile \
+             cache, checkpoints, logs)"
+        );
+    }
+    let lifecycle = io::delete(
+        &client,
+        id,
+        DeleteOptions {
+            skip_final_backup: args.skip_final_backup,
+        },
+    )
+    .await?;
+    eprintln!(
+        "deleting {describe}: now {}{}",
+        lifecycle.map_or("unknown".to_owned(), |lifecycle| lifecycle.to_string()),
+        if args.skip_final_backup {
+            ""
+        } else {
+            "; FSx keeps a final backup until you delete it"
+        }
+    );
+    Ok(())
+}
+
+/// The file system `target` names: by id, by `[storage] file_system_id`, or by tag.
+async fn find(
+    client: &fsx::aws_sdk_fsx::Client,
+    target: &Target,
+    config: &Config,
+) -> anyhow::Result<Option<FileSystem>> {
+    if let Some(id) = target
+        .file_system_id
+        .clone()
+        .or_else(|| non_empty(&config.storage.file_system_id))
+    {
+        return Ok(io::describe(client, &id).await?);
+    }
+    let name = target
+        .name
+        .clone()
+        .unwrap_or_else(|| config.cluster.name.clone());
+    let mut found: Vec<FileSystem> = io::find_by_name(client, &name).await?;
+    // A file system being deleted only counts when it is the only one.
+    if found.len() > 1 {
+        found.retain(|file_system| file_system.lifecycle != Some(fsx::Lifecycle::Deleting));
+    }
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => bail!(
+            "{} file systems are tagged trnkit:name={name} ({}); pass --file-system-id",
+            found.len(),
+            found
+                .iter()
+                .map(|file_system| file_system.file_system_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct Printed<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<bool>,
+    #[serde(flatten)]
+    file_system: &'a FileSystem,
+}
+
+fn print_file_system(
+    file_system: &FileSystem,
+    created: Option<bool>,
+    output: Output,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&Printed {
+                created,
+                file_system
+            })?
+        ),
+        Output::Text => {
+            let unknown = |value: Option<&str>| value.unwrap_or("(not reported)").to_owned();
+            println!("file_system_id  {}", file_system.file_system_id);
+            println!("lifecycle       {}", file_system.lifecycle_label());
+            println!(
+                "dns_name        {}",
+                unknown(file_system.dns_name.as_deref())
+            );
+            println!(
+                "mount_name      {}",
+                unknown(file_system.mount_name.as_deref())
+            );
+            println!(
+                "capacity        {}",
+                file_system
+                    .storage_capacity_gib
+                    .map_or("(not reported)".to_owned(), |gib| format!("{gib} GiB"))
+            );
+            println!(
+                "deployment      {}",
+                unknown(file_system.deployment_type.as_deref())
+            );
+            println!("subnets         {}", file_system.subnet_ids.join(", "));
+            if let Some(message) = &file_system.failure_message {
+                println!("failure         {message}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spinner(quiet: bool) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Parses `30m`, `2h`, `90s` (humantime).
+pub fn humantime_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|error| format!("`{value}` is not a duration such as 90s, 30m or 2h: {error}"))
+}
