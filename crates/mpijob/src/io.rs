@@ -353,6 +353,16 @@ impl Follower {
             Ok(reader) => reader,
             // Deleted between the list and the log request: look again.
             Err(error) if is_not_found(&error) => return Ok(None),
+            // `400 container ... is waiting to start`: the container is not up yet.
+            Err(kube::Error::Api(status)) if status.code == 400 => {
+                tracing::debug!(
+                    pod = name,
+                    message = status.message,
+                    "launcher log not readable yet"
+                );
+                tokio::time::sleep(self.options.poll_interval).await;
+                return Ok(None);
+            }
             Err(source) => {
                 return Err(Error::ReadLauncherLog {
                     pod: name,

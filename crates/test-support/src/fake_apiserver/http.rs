@@ -682,8 +682,14 @@ fn logs(request: &Request<'_>, namespace: &str, pod: &str) -> Result<Response, A
         .kind("v1", "Pod")
         .cloned()
         .ok_or_else(|| not_served(request.path))?;
-    if store.get(&pods, namespace, pod).is_none() {
+    let Some(object) = store.get(&pods, namespace, pod) else {
         return Err(ApiError::not_found(&pods, pod));
+    };
+    // A real server cannot read the log of a container that has not started.
+    if object.pointer("/status/phase").and_then(Value::as_str) == Some("Pending") {
+        return Err(ApiError::bad_request(format!(
+            "container in pod \"{pod}\" is waiting to start: ContainerCreating"
+        )));
     }
     let log = store.log(namespace, pod);
     drop(store);

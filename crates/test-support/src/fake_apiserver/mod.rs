@@ -23,7 +23,8 @@
 //!   `application/merge-patch+json` (strategic merge patches are treated as merge patches);
 //! - the `status` subresource (writes to the main resource keep the stored status), and
 //!   `pods/{name}/log` with `follow=true` streaming the lines a test appends until
-//!   [`FakeApiServer::close_log`] or the pod's deletion;
+//!   [`FakeApiServer::close_log`] or the pod's deletion (`400` while the pod's phase is
+//!   `Pending`, as for a container that has not started);
 //! - discovery: `/version`, `/api`, `/apis`, `/apis/<group>`, `/api/v1`, `/apis/<group>/<version>`.
 //!
 //! Known differences from a real API server: no admission, defaulting or schema validation; lists

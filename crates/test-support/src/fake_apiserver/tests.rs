@@ -510,6 +510,13 @@ async fn pod_logs_follow_appended_lines_until_closed() {
             .unwrap_err(),
     );
     assert_eq!(code, 404);
+    let _: Pod = fake.set_status("default", "launcher", json!({ "phase": "Pending" }));
+    let (code, _) = api_status(
+        pods.logs("launcher", &LogParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 400, "a container that has not started has no log yet");
 }
 
 #[tokio::test]
