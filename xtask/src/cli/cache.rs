@@ -23,6 +23,14 @@ use super::Global;
 use super::fsx::humantime_duration;
 use crate::config::Config;
 
+/// `println!` that stops quietly when stdout is closed early (`... | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Inspect, prune and verify the Neuron persistent compile cache (`NEURON_COMPILE_CACHE_URL`).
 ///
 /// The cache lives on the shared file system (`/shared/neuron_cache` in the cluster). Run these
@@ -172,18 +180,18 @@ async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow:
             coverage: &coverage,
             flags_mismatch: flags_mismatch.clone(),
         };
-        println!("{}", serde_json::to_string_pretty(&output)?);
+        out!("{}", serde_json::to_string_pretty(&output)?);
         return Ok(());
     }
     print_summary(&report, args.all);
-    println!();
-    println!("NEURON_CC_FLAGS {flags_text:?}");
-    println!(
+    out!();
+    out!("NEURON_CC_FLAGS {flags_text:?}");
+    out!(
         "  flags key {} (older SDKs: {})",
         flags.key(),
         flags.legacy_key()
     );
-    println!("  {}", coverage.verdict());
+    out!("  {}", coverage.verdict());
     if let Some(mismatch) = flags_mismatch {
         eprintln!("warning: {mismatch}");
     }
@@ -228,7 +236,7 @@ async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Res
     spinner.finish_and_clear();
 
     if args.root.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     let verb = if report.dry_run {
@@ -247,7 +255,7 @@ async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Res
         } else {
             "kept"
         };
-        println!(
+        out!(
             "{verb} {what} {} ({}, {}): {}",
             item.entry.path,
             item.entry.state,
@@ -260,7 +268,7 @@ async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Res
         .iter()
         .filter(|item| item.done || report.dry_run)
         .count();
-    println!(
+    out!(
         "{} {done} of {} item(s), {} {}",
         if report.dry_run { "dry run:" } else { "done:" },
         report.entries.len(),
@@ -296,7 +304,7 @@ async fn verify(args: VerifyArgs, config: &Config, global: &Global) -> anyhow::R
             .await
             .context("the verify task")?;
     if args.root.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&VerifyOutput {
                 report: &report,
@@ -305,9 +313,9 @@ async fn verify(args: VerifyArgs, config: &Config, global: &Global) -> anyhow::R
         );
     } else {
         for problem in &problems {
-            println!("{}: {}", problem.path, problem.problem);
+            out!("{}: {}", problem.path, problem.problem);
         }
-        println!(
+        out!(
             "checked {} complete entries: {} problem(s)",
             report.summary.count(State::Complete),
             problems.len()
@@ -337,19 +345,19 @@ async fn walk(root: PathBuf, options: InspectOptions, quiet: bool) -> anyhow::Re
 }
 
 fn print_summary(report: &CacheReport, all: bool) {
-    println!("compile cache {}", report.root);
+    out!("compile cache {}", report.root);
     let summary = &report.summary;
-    println!("{} entries, {}", summary.entries, bytes(summary.bytes));
+    out!("{} entries, {}", summary.entries, bytes(summary.bytes));
     for state in State::ALL {
-        println!("  {:<11} {}", state.as_str(), summary.count(state));
+        out!("  {:<11} {}", state.as_str(), summary.count(state));
     }
     for (version, count) in &summary.compiler_versions {
-        println!("  neuronxcc-{version}: {count} entries");
+        out!("  neuronxcc-{version}: {count} entries");
     }
     let worth_listing =
         |entry: &&neuron_cache::Entry| all || !matches!(entry.state, State::Complete);
     for entry in report.entries.iter().filter(worth_listing) {
-        println!(
+        out!(
             "{:<11} {:>10}  {}  ({})",
             entry.state.as_str(),
             bytes(entry.bytes),
@@ -358,7 +366,7 @@ fn print_summary(report: &CacheReport, all: bool) {
         );
     }
     if !report.skipped.is_empty() {
-        println!(
+        out!(
             "skipped {} item(s) that are not entries:",
             report.skipped.len()
         );
@@ -367,20 +375,20 @@ fn print_summary(report: &CacheReport, all: bool) {
             .iter()
             .take(if all { usize::MAX } else { 20 })
         {
-            println!("  {}: {}", skipped.path, skipped.reason);
+            out!("  {}: {}", skipped.path, skipped.reason);
         }
     }
     for note in &report.notes {
-        println!("note: {note}");
+        out!("note: {note}");
     }
     if summary.count(State::StaleLock) > 0 {
-        println!(
+        out!(
             "hint: stale locks make later runs wait forever; remove them with `cargo xtask cache prune --stale-locks --older-than {}s`",
             report.stale_after_seconds
         );
     }
     if summary.count(State::Failed) > 0 {
-        println!(
+        out!(
             "hint: failed entries are replayed on every run; remove them with `cargo xtask cache prune --failed`"
         );
     }

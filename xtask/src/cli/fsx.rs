@@ -21,6 +21,14 @@ use serde::Serialize;
 use super::Global;
 use crate::config::Config;
 
+/// `println!` that stops quietly when stdout is closed early (`... | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Create, describe and delete the FSx for Lustre file system behind `/shared`.
 ///
 /// Region and credentials come from the standard AWS chain (AWS_PROFILE, AWS_REGION, SSO,
@@ -416,7 +424,7 @@ fn print_file_system(
     output: Output,
 ) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!(
+        Output::Json => out!(
             "{}",
             serde_json::to_string_pretty(&Printed {
                 created,
@@ -425,29 +433,29 @@ fn print_file_system(
         ),
         Output::Text => {
             let unknown = |value: Option<&str>| value.unwrap_or("(not reported)").to_owned();
-            println!("file_system_id  {}", file_system.file_system_id);
-            println!("lifecycle       {}", file_system.lifecycle_label());
-            println!(
+            out!("file_system_id  {}", file_system.file_system_id);
+            out!("lifecycle       {}", file_system.lifecycle_label());
+            out!(
                 "dns_name        {}",
                 unknown(file_system.dns_name.as_deref())
             );
-            println!(
+            out!(
                 "mount_name      {}",
                 unknown(file_system.mount_name.as_deref())
             );
-            println!(
+            out!(
                 "capacity        {}",
                 file_system
                     .storage_capacity_gib
                     .map_or("(not reported)".to_owned(), |gib| format!("{gib} GiB"))
             );
-            println!(
+            out!(
                 "deployment      {}",
                 unknown(file_system.deployment_type.as_deref())
             );
-            println!("subnets         {}", file_system.subnet_ids.join(", "));
+            out!("subnets         {}", file_system.subnet_ids.join(", "));
             if let Some(message) = &file_system.failure_message {
-                println!("failure         {message}");
+                out!("failure         {message}");
             }
         }
     }
