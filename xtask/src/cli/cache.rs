@@ -423,3 +423,6 @@ fn spinner(quiet: bool, message: String) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+#[cfg(test)]
+mod tests;

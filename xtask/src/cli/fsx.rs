@@ -485,3 +485,6 @@ pub fn humantime_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value)
         .map_err(|error| format!("`{value}` is not a duration such as 90s, 30m or 2h: {error}"))
 }
+
+#[cfg(test)]
+mod tests;
