@@ -4,6 +4,8 @@
 //! follows a symbolic link: links at the version or entry level are skipped and reported, links
 //! inside an entry are listed but do not count as the file they are named after. File types and
 //! sizes come from `lstat` (`DirEntry::file_type`/`metadata`, which do not follow links).
+//! The root itself is taken as given, so a root that is a link (say `/shared/neuron_cache` ->
+//! elsewhere) is followed once; nothing below it is.
 //! Unreadable folders are reported in `skipped` and the walk goes on; note that a process
 //! running as root reads folders whatever their permission bits.
 //!
