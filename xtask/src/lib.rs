@@ -11,4 +11,5 @@ pub mod deploy;
 pub mod images;
 pub mod kube_apply;
 pub mod render;
+pub mod staging;
 pub mod tensorboard;

@@ -12,6 +12,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = xtask::cli::Cli::parse();
+    // kube (ring) and the AWS SDK (aws-lc-rs) both enable a rustls provider, so rustls cannot
+    // choose one itself: pick ring before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     xtask::cli::init_tracing(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

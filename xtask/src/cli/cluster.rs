@@ -1,14 +1,175 @@
-//! The EKS side of `deploy` (being written).
+//! The EKS side of `deploy` and the commands that talk to the cluster: reading the process
+//! environment (`HF_TOKEN`, AWS settings, the kubeconfig) happens here, at the edge.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use mpijob::io::FollowEvent;
 
 use crate::config::Config;
-use crate::deploy::plan::{Plan, Rendered};
-use crate::deploy::run::Selection;
+use crate::deploy::bundle;
+use crate::deploy::cluster::{ClusterExecutor, ImagePublisher, Timeouts};
+use crate::deploy::plan::{self, RenderedImage};
+use crate::deploy::run::{self, Selection};
+use crate::deploy::state::ConfigMapStore;
+use crate::kube_apply;
 
+/// A client for the configured kube context (or the current one).
+pub(crate) async fn client(config: &Config) -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: (!config.cluster.kube_context.is_empty())
+            .then(|| config.cluster.kube_context.clone()),
+        ..Default::default()
+    };
+    let kube_config = if config.cluster.kube_context.is_empty() {
+        kube::Config::infer().await.context(
+            "no Kubernetes configuration found: run `aws eks update-kubeconfig --name <cluster>` or set cluster.kube_context",
+        )?
+    } else {
+        kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot load the kube context {:?}",
+                    config.cluster.kube_context
+                )
+            })?
+    };
+    Ok(kube::Client::try_from(kube_config)?)
+}
+
+/// Builds with the local Docker engine and pushes to ECR (or `image.registry`).
+struct EcrPublisher {
+    config: Config,
+    definitions: Vec<ecr_image::ImageDefinition>,
+}
+
+impl ImagePublisher for EcrPublisher {
+    async fn publish(
+        &mut self,
+        _images: &BTreeMap<String, RenderedImage>,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.config.cluster.region.clone()))
+            .load()
+            .await;
+        let ecr = aws_sdk_ecr::Client::new(&aws);
+        let repository = ecr_image::ensure_repository(
+            &ecr,
+            &ecr_image::RepositorySpec::new(&self.config.image.repository),
+        )
+        .await?;
+        let mut credentials = ecr_image::registry_credentials(&ecr).await?;
+        let registry = if self.config.image.registry.is_empty() {
+            repository.registry.clone()
+        } else {
+            credentials = credentials.for_server(&self.config.image.registry);
+            self.config.image.registry.clone()
+        };
+        let docker = ecr_image::connect("unix:///var/run/docker.sock").await?;
+        let mut digests = BTreeMap::new();
+        for definition in &self.definitions {
+            let request = ecr_image::PublishRequest {
+                context: definition.context()?,
+                options: ecr_image::BuildOptions::default(),
+                registry: registry.clone(),
+                repository: self.config.image.repository.clone(),
+                credentials: credentials.clone(),
+                extra_tags: if definition.name == "training"
+                    && !self.config.image.human_tag.is_empty()
+                {
+                    vec![self.config.image.human_tag.clone()]
+                } else {
+                    Vec::new()
+                },
+                retry: ecr_image::RetryPolicy::default(),
+                force: false,
+            };
+            let published =
+                ecr_image::build_and_push(&docker, &request, &ecr_image::NoProgress).await?;
+            tracing::info!(image = definition.name, digest = %published.digest, pushed = published.pushed, "image ready");
+            digests.insert(definition.name.to_owned(), published.digest.clone());
+        }
+        Ok(digests)
+    }
+}
+
+fn show_follow(event: &FollowEvent) {
+    match event {
+        FollowEvent::Attached { pod, uid } => {
+            eprintln!("    following {pod} (run directory nemo_experiments/{uid})")
+        }
+        FollowEvent::Reattached {
+            pod,
+            uid,
+            previous_uid,
+        } => {
+            eprintln!(
+                "    the launcher restarted: following {pod} (nemo_experiments/{uid}, was {previous_uid})"
+            )
+        }
+        FollowEvent::Line(line) => println!("{line}"),
+        FollowEvent::Finished(outcome) => eprintln!("    the job finished: {outcome:?}"),
+    }
+}
+
+/// Deploys to the cluster: preflight decides the launcher gate, then the plan runs with its
+/// state in the cluster.
 pub(crate) async fn deploy(
-    _config: &Config,
-    _plan: &Plan,
-    _rendered: &Rendered,
-    _selection: Selection,
+    config: &Config,
+    selection: Selection,
+    stager_binary: &Path,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("deploying to EKS is being written")
+    let client = client(config).await?;
+    let facts = kube_apply::fetch_facts(&client).await;
+    let training = &config.training;
+    let preflight = kube_apply::evaluate(
+        &facts,
+        &kube_apply::Requirements {
+            nodes: usize::try_from(training.workers).unwrap_or(0),
+            neuron_devices: i64::from(training.neuron_devices_per_worker),
+            efa_interfaces: i64::from(training.efa_interfaces_per_worker),
+        },
+    );
+    let rendered = bundle::render_all(config, preflight.launcher_gate, None, stager_binary)?;
+    let plan = plan::plan(config, &rendered);
+    let layout = crate::render::layout(config)?;
+    let definitions = crate::images::definitions(
+        config,
+        &layout.experiments().display().to_string(),
+        stager_binary,
+    )?;
+    let mut executor = ClusterExecutor {
+        client: client.clone(),
+        config: config.clone(),
+        images: rendered.images.clone(),
+        publisher: EcrPublisher {
+            config: config.clone(),
+            definitions,
+        },
+        hf_token: std::env::var("HF_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty()),
+        timeouts: Timeouts {
+            compile: humantime::parse_duration(&config.training.compile_timeout)?,
+            ..Timeouts::default()
+        },
+        on_follow: Box::new(show_follow),
+    };
+    let store = ConfigMapStore {
+        api: kube::Api::namespaced(client, &config.cluster.namespace),
+        namespace: config.cluster.namespace.clone(),
+        field_manager: config.cluster.field_manager.clone(),
+    };
+    let report = run::run(&plan, &store, &mut executor, selection, super::deploy::show).await?;
+    if let Some(failed) = report.failed {
+        anyhow::bail!(
+            "step {failed} failed; fix the cause and run `cargo xtask deploy` again to resume there"
+        );
+    }
+    if report.nothing_to_do(&plan) {
+        println!("everything is up to date: nothing needed doing");
+    }
+    Ok(())
 }

@@ -111,7 +111,7 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
 
     match config.cluster.target {
         Target::Local => run_local(&config, &work_dir, &plan, &rendered, &args).await,
-        Target::Eks => super::cluster::deploy(&config, &plan, &rendered, selection(&args)).await,
+        Target::Eks => super::cluster::deploy(&config, selection(&args), &stager_binary()).await,
     }
 }
 

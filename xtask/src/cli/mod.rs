@@ -12,12 +12,13 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod bench;
 pub mod cache;
-mod cluster;
+pub(crate) mod cluster;
 pub mod dataset;
 pub mod deploy;
 pub mod fsx;
 pub mod image;
 pub mod init;
+pub mod ops;
 pub mod render;
 pub mod tokenize;
 
@@ -65,6 +66,18 @@ pub struct Global {
 pub enum Command {
     /// Run the whole workflow: images, storage, data, compile, train, TensorBoard, logs.
     Deploy(deploy::Args),
+    /// Where the deployment stands: recorded steps, job conditions, latest loss and throughput.
+    Status(ops::StatusArgs),
+    /// The training job's log (all ranks' output), optionally followed across launcher restarts.
+    Logs(ops::LogsArgs),
+    /// Stop training: delete the train and compile MPIJobs.
+    Stop,
+    /// Print TensorBoard's URL, user and password.
+    Tensorboard,
+    /// Delete what deploy created in the cluster (storage only with --storage; never ECR).
+    Cleanup(ops::CleanupArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(ops::CompletionsArgs),
     /// Write a commented example configuration file.
     Init(init::Args),
     /// Write every Kubernetes object trnkit would apply, as YAML, after validating each.
@@ -130,6 +143,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Deploy(args) => deploy::run(args, &global).await,
         Command::Init(args) => init::run(args, &global).await,
+        Command::Status(args) => ops::status(args, &global).await,
+        Command::Logs(args) => ops::logs(args, &global).await,
+        Command::Stop => ops::stop(&global).await,
+        Command::Tensorboard => ops::tensorboard(&global).await,
+        Command::Cleanup(args) => ops::cleanup(args, &global).await,
+        Command::Completions(args) => {
+            ops::completions(args);
+            Ok(())
+        }
         Command::Render(args) => render::run(args, &global).await,
         Command::Tokenize(args) => tokenize::run(args, &global).await,
         Command::Dataset(command) => dataset::run(command, &global).await,

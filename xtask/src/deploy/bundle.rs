@@ -151,7 +151,12 @@ pub fn render_all(
     Ok(Rendered {
         images: rendered_images,
         storage: storage_manifests(config, file_system)?,
-        staging: Vec::new(),
+        staging: vec![Manifest::from_object(&crate::staging::job(
+            config,
+            &layout,
+            &refs.training,
+            &refs.stager,
+        )?)?],
         compile: vec![Manifest::from_object(&compile)?],
         train: vec![Manifest::from_object(&train)?],
         tensorboard: tensorboard_objects,

@@ -7,6 +7,7 @@
 //! - `bundle`: renders everything the plan is made from.
 
 pub mod bundle;
+pub mod cluster;
 pub mod local;
 pub mod plan;
 pub mod run;
@@ -15,3 +16,6 @@ pub mod state;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;

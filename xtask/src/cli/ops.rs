@@ -1,0 +1,349 @@
+//! The commands around `deploy`: `status`, `logs`, `stop`, `tensorboard`, `cleanup` and
+//! `completions`. Each reads the same configuration and talks to the configured cluster.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::Api;
+use mpijob::MPIJob;
+use mpijob::io::{FollowEvent, FollowOptions};
+
+use super::Global;
+use crate::config::Target;
+use crate::deploy::state::{ConfigMapStore, FileStore, State, StateStore};
+
+/// `status`: where the deployment stands.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// `text` or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+}
+
+/// `logs`: the training job's launcher log (every rank's output goes through it).
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Keep following, re-attaching when the launcher restarts.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// The job: `train` (default) or `compile`.
+    #[arg(long, default_value = "train", value_parser = ["train", "compile"])]
+    pub job: String,
+    /// Lines from the end to show first (without --follow).
+    #[arg(long, default_value_t = 100)]
+    pub tail: i64,
+}
+
+/// `cleanup`: delete what deploy created in the cluster.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// Also delete the storage objects (with the dynamic mode, the FSx file system goes with its claim).
+    #[arg(long)]
+    pub storage: bool,
+    /// Confirm the deletion (without it, cleanup only lists what it would delete).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+async fn state(
+    config: &crate::config::Config,
+    client: Option<&kube::Client>,
+) -> anyhow::Result<State> {
+    Ok(match (config.cluster.target, client) {
+        (Target::Eks, Some(client)) => {
+            ConfigMapStore {
+                api: Api::namespaced(client.clone(), &config.cluster.namespace),
+                namespace: config.cluster.namespace.clone(),
+                field_manager: config.cluster.field_manager.clone(),
+            }
+            .load()
+            .await?
+        }
+        _ => {
+            FileStore {
+                path: config.cluster.work_dir.join("state.json"),
+            }
+            .load()
+            .await?
+        }
+    })
+}
+
+/// Parses the last `reduced_train_loss` and `throughput` figures from log lines.
+pub fn training_figures(text: &str) -> BTreeMap<String, String> {
+    let mut figures = BTreeMap::new();
+    for line in text.lines() {
+        for key in [
+            "reduced_train_loss",
+            "throughput",
+            "global_step",
+            "gradient_norm",
+        ] {
+            if let Some(position) = line.find(&format!("{key}=")) {
+                let value: String = line[position + key.len() + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '-')
+                    .collect();
+                if !value.is_empty() {
+                    figures.insert(key.to_owned(), value);
+                }
+            }
+        }
+    }
+    figures
+}
+
+pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    let client = match config.cluster.target {
+        Target::Eks => Some(super::cluster::client(&config).await?),
+        Target::Local => None,
+    };
+    let state = state(&config, client.as_ref()).await?;
+    let mut report = serde_json::json!({ "target": config.cluster.target, "steps": state.steps });
+    if let Some(client) = &client {
+        let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &config.cluster.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &config.cluster.namespace);
+        let mut job_reports = serde_json::Map::new();
+        for name in [
+            &config.training.compile_job_name,
+            &config.training.train_job_name,
+        ] {
+            let Some(job) = jobs.get_opt(name).await? else {
+                continue;
+            };
+            let conditions = job
+                .status
+                .as_ref()
+                .and_then(|status| status.conditions.clone())
+                .unwrap_or_default();
+            let tail = mpijob::io::launcher_log_tail(&pods, name, 200)
+                .await
+                .ok()
+                .flatten();
+            let figures = tail
+                .as_ref()
+                .map(|(_, text)| training_figures(text))
+                .unwrap_or_default();
+            job_reports.insert(name.clone(), serde_json::json!({ "conditions": conditions, "launcher": tail.map(|(pod, _)| pod), "figures": figures }));
+        }
+        report["jobs"] = serde_json::Value::Object(job_reports);
+    }
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("target: {:?}", config.cluster.target);
+    for (id, record) in &state.steps {
+        println!(
+            "  {:<11} {:?} at {}: {}",
+            id.name(),
+            record.status,
+            record.finished_at,
+            record.message.lines().next().unwrap_or("")
+        );
+    }
+    if let Some(jobs) = report.get("jobs").and_then(|jobs| jobs.as_object()) {
+        for (name, job) in jobs {
+            println!("job {name}: {}", job["conditions"]);
+            if let Some(figures) = job["figures"]
+                .as_object()
+                .filter(|figures| !figures.is_empty())
+            {
+                println!("  latest: {}", serde_json::Value::Object(figures.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    anyhow::ensure!(
+        config.cluster.target == Target::Eks,
+        "logs needs a cluster (cluster.target = \"eks\")"
+    );
+    let client = super::cluster::client(&config).await?;
+    let name = if args.job == "compile" {
+        &config.training.compile_job_name
+    } else {
+        &config.training.train_job_name
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &config.cluster.namespace);
+    if !args.follow {
+        let (pod, text) = mpijob::io::launcher_log_tail(&pods, name, args.tail)
+            .await?
+            .with_context(|| format!("no launcher pod of {name} exists (yet)"))?;
+        eprintln!("==> {pod}");
+        print!("{text}");
+        return Ok(());
+    }
+    let jobs: Api<MPIJob> = Api::namespaced(client, &config.cluster.namespace);
+    let layout = crate::render::layout(&config)?;
+    let mut stream = std::pin::pin!(mpijob::io::follow_launcher(
+        pods,
+        jobs,
+        name,
+        FollowOptions::default()
+    ));
+    while let Some(event) = stream.next().await {
+        match event? {
+            FollowEvent::Attached { pod, uid } | FollowEvent::Reattached { pod, uid, .. } => {
+                let log = layout
+                    .rank_log(&uid, 0)
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default();
+                eprintln!("==> following {pod}; rank 0 also writes {log}");
+            }
+            FollowEvent::Line(line) => println!("{line}"),
+            FollowEvent::Finished(outcome) => {
+                eprintln!("==> {name} finished: {outcome:?}");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn stop(global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    anyhow::ensure!(
+        config.cluster.target == Target::Eks,
+        "stop needs a cluster (cluster.target = \"eks\")"
+    );
+    let client = super::cluster::client(&config).await?;
+    let jobs: Api<MPIJob> = Api::namespaced(client, &config.cluster.namespace);
+    for name in [
+        &config.training.train_job_name,
+        &config.training.compile_job_name,
+    ] {
+        if mpijob::io::delete(&jobs, name).await? {
+            println!("deleted MPIJob {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn tensorboard(global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    anyhow::ensure!(
+        config.cluster.target == Target::Eks,
+        "tensorboard needs a cluster (cluster.target = \"eks\")"
+    );
+    let client = super::cluster::client(&config).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.cluster.namespace);
+    let secret = secrets
+        .get_opt(&config.tensorboard.secret_name)
+        .await?
+        .with_context(|| {
+            format!(
+                "no Secret {}: run `cargo xtask deploy` first",
+                config.tensorboard.secret_name
+            )
+        })?;
+    let password = secret
+        .data
+        .and_then(|data| data.get(crate::tensorboard::PASSWORD_KEY).cloned())
+        .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+        .context("the Secret holds no password")?;
+    let services: Api<Service> = Api::namespaced(client, &config.cluster.namespace);
+    let host = services
+        .get_opt(crate::tensorboard::LOAD_BALANCER)
+        .await?
+        .and_then(|service| service.status?.load_balancer?.ingress?.into_iter().next())
+        .and_then(|ingress| ingress.hostname.or(ingress.ip));
+    match host {
+        Some(host) => println!("http://{host}/"),
+        None => println!(
+            "no load balancer address (yet): `kubectl port-forward svc/{} 8080:80`, then http://localhost:8080/",
+            crate::tensorboard::SERVICE
+        ),
+    }
+    println!("user: {}", config.tensorboard.user);
+    println!("password: {password}");
+    Ok(())
+}
+
+pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    let rendered = crate::deploy::bundle::render_all(
+        &config,
+        None,
+        None,
+        std::path::Path::new(ecr_image::STAGE_BINARY_NAME),
+    )?;
+    let mut objects: Vec<serde_json::Value> = [
+        &rendered.staging,
+        &rendered.compile,
+        &rendered.train,
+        &rendered.tensorboard,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|manifest| manifest.value.clone())
+    .collect();
+    if args.storage {
+        objects.extend(
+            rendered
+                .storage
+                .iter()
+                .map(|manifest| manifest.value.clone()),
+        );
+    }
+    for (kind, name) in [
+        ("Secret", config.tensorboard.secret_name.clone()),
+        ("Secret", config.data.hf_token_secret.clone()),
+        (
+            "ConfigMap",
+            crate::deploy::state::STATE_CONFIGMAP.to_owned(),
+        ),
+    ] {
+        objects.push(serde_json::json!({ "apiVersion": "v1", "kind": kind, "metadata": { "name": name, "namespace": config.cluster.namespace } }));
+    }
+    if !args.yes {
+        println!("cleanup would delete (pass --yes to do it):");
+        for object in &objects {
+            println!(
+                "  {} {}",
+                object["kind"].as_str().unwrap_or(""),
+                object["metadata"]["name"].as_str().unwrap_or("")
+            );
+        }
+        if !args.storage {
+            println!(
+                "the storage objects and the file system are kept (add --storage to delete them too); the ECR repository is never deleted by cleanup"
+            );
+        }
+        return Ok(());
+    }
+    anyhow::ensure!(
+        config.cluster.target == Target::Eks,
+        "cleanup needs a cluster (cluster.target = \"eks\"); for the local profile delete {}",
+        config.cluster.work_dir.display()
+    );
+    let client = super::cluster::client(&config).await?;
+    let deleted =
+        crate::kube_apply::delete_all(&client, &objects, &config.cluster.namespace).await?;
+    println!("deleted {} objects", deleted.len());
+    Ok(())
+}
+
+/// `completions`: print a shell completion script.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+pub fn completions(args: CompletionsArgs) {
+    let mut command = <super::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(
+        args.shell,
+        &mut command,
+        "cargo-xtask",
+        &mut std::io::stdout(),
+    );
+}

@@ -1,0 +1,437 @@
+//! The EKS executor: runs each step against the cluster (through a `kube::Client`) and AWS
+//! (through an [`ImagePublisher`]). Waits are bounded; failures say what to do next.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+use mpijob::MPIJob;
+use mpijob::io::{FollowEvent, FollowOptions, Outcome};
+
+use super::plan::{RenderedImage, Step, StepId};
+use super::run::{Executor, StepOutput};
+use super::state::StepRecord;
+use crate::config::Config;
+use crate::kube_apply;
+use crate::render::Manifest;
+use crate::tensorboard;
+
+/// Builds and pushes the images (the CLI's implementation uses Docker and ECR).
+#[allow(async_fn_in_trait)]
+pub trait ImagePublisher {
+    /// Publishes every image; returns `name → pushed digest`.
+    async fn publish(
+        &mut self,
+        images: &BTreeMap<String, RenderedImage>,
+    ) -> anyhow::Result<BTreeMap<String, String>>;
+}
+
+/// Bounds of the waits.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// The claim becoming Bound (FSx creation takes about 10 minutes).
+    pub storage: Duration,
+    /// The staging Job.
+    pub staging: Duration,
+    /// The compile MPIJob.
+    pub compile: Duration,
+    /// Pause between looks at the launcher while following.
+    pub follow_poll: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            storage: Duration::from_secs(30 * 60),
+            staging: Duration::from_secs(4 * 60 * 60),
+            compile: Duration::from_secs(2 * 60 * 60),
+            follow_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Runs the steps in a cluster.
+pub struct ClusterExecutor<P> {
+    /// The cluster.
+    pub client: kube::Client,
+    /// The configuration.
+    pub config: Config,
+    /// Everything rendered (the images, for the images step).
+    pub images: BTreeMap<String, RenderedImage>,
+    /// Builds and pushes images.
+    pub publisher: P,
+    /// The HuggingFace token, if the user has one (from `HF_TOKEN`); it goes into a Secret only.
+    pub hf_token: Option<String>,
+    /// Wait bounds.
+    pub timeouts: Timeouts,
+    /// Receives what the follow step reads (log lines, re-attachments).
+    pub on_follow: Box<dyn FnMut(&FollowEvent) + Send>,
+}
+
+fn values(manifests: &[Manifest]) -> Vec<serde_json::Value> {
+    manifests
+        .iter()
+        .map(|manifest| manifest.value.clone())
+        .collect()
+}
+
+impl<P: ImagePublisher> ClusterExecutor<P> {
+    fn namespace(&self) -> &str {
+        &self.config.cluster.namespace
+    }
+
+    fn field_manager(&self) -> &str {
+        &self.config.cluster.field_manager
+    }
+
+    async fn preflight(&self) -> anyhow::Result<StepOutput> {
+        let facts = kube_apply::fetch_facts(&self.client).await;
+        let training = &self.config.training;
+        let requirements = kube_apply::Requirements {
+            nodes: usize::try_from(training.workers).unwrap_or(0),
+            neuron_devices: i64::from(training.neuron_devices_per_worker),
+            efa_interfaces: i64::from(training.efa_interfaces_per_worker),
+        };
+        let preflight = kube_apply::evaluate(&facts, &requirements);
+        if !preflight.passed() {
+            let failures: Vec<String> = preflight
+                .failures()
+                .map(|check| {
+                    format!(
+                        "{}: {} — {}",
+                        check.id,
+                        check.detail,
+                        check.fix.clone().unwrap_or_default()
+                    )
+                })
+                .collect();
+            bail!(
+                "preflight found {} problem(s):\n  - {}",
+                failures.len(),
+                failures.join("\n  - ")
+            );
+        }
+        Ok(StepOutput {
+            summary: format!(
+                "{} checks passed; {}",
+                preflight.checks.len(),
+                preflight.launcher_gate_reason
+            ),
+            outputs: BTreeMap::new(),
+        })
+    }
+
+    async fn storage(&self, step: &Step) -> anyhow::Result<StepOutput> {
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), self.namespace());
+        let claim_name = self.config.storage.claim_name.clone();
+        if !step.manifests.is_empty() {
+            kube_apply::apply_all(
+                &self.client,
+                &values(&step.manifests),
+                self.namespace(),
+                self.field_manager(),
+            )
+            .await?;
+        } else if claims.get_opt(&claim_name).await?.is_none() {
+            bail!(
+                "the claim {}/{claim_name} does not exist: create it, or set storage.mode to \"dynamic\" or \"static\" so trnkit creates it",
+                self.namespace()
+            );
+        }
+        let bound = |claim: Option<&PersistentVolumeClaim>| {
+            claim
+                .and_then(|claim| claim.status.as_ref())
+                .and_then(|status| status.phase.as_deref())
+                == Some("Bound")
+        };
+        tokio::time::timeout(self.timeouts.storage, await_condition(claims, &claim_name, bound))
+            .await
+            .with_context(|| {
+                format!(
+                    "the claim {claim_name} was not Bound within {:?}: check `kubectl describe pvc {claim_name}` and the FSx CSI driver's logs",
+                    self.timeouts.storage
+                )
+            })??;
+        Ok(StepOutput {
+            summary: format!("claim {claim_name} is Bound"),
+            outputs: BTreeMap::new(),
+        })
+    }
+
+    async fn staging(&self, step: &Step) -> anyhow::Result<StepOutput> {
+        if let Some(token) = &self.hf_token {
+            let secret = Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(self.config.data.hf_token_secret.clone()),
+                    namespace: Some(self.namespace().to_owned()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([(
+                    crate::staging::HF_TOKEN_KEY.to_owned(),
+                    ByteString(token.as_bytes().to_vec()),
+                )])),
+                type_: Some("Opaque".to_owned()),
+                ..Default::default()
+            };
+            let mut value = serde_json::to_value(&secret)?;
+            value["apiVersion"] = "v1".into();
+            value["kind"] = "Secret".into();
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace());
+            secrets
+                .patch(
+                    &self.config.data.hf_token_secret,
+                    &PatchParams::apply(self.field_manager()).force(),
+                    &Patch::Apply(&value),
+                )
+                .await
+                .context("cannot store the HuggingFace token in its Secret")?;
+        }
+        // A Job's pod template is immutable: a previous staging Job is replaced.
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), self.namespace());
+        if jobs.get_opt(crate::staging::JOB_NAME).await?.is_some() {
+            jobs.delete(crate::staging::JOB_NAME, &DeleteParams::foreground())
+                .await?;
+            let gone = |job: Option<&Job>| job.is_none();
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                await_condition(jobs.clone(), crate::staging::JOB_NAME, gone),
+            )
+            .await
+            .context("the previous staging Job was not deleted within 2 minutes")??;
+        }
+        kube_apply::apply_all(
+            &self.client,
+            &values(&step.manifests),
+            self.namespace(),
+            self.field_manager(),
+        )
+        .await?;
+        let finished = |job: Option<&Job>| {
+            job.and_then(|job| job.status.as_ref())
+                .and_then(|status| status.conditions.as_ref())
+                .is_some_and(|conditions| {
+                    conditions.iter().any(|c| {
+                        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                    })
+                })
+        };
+        let job = tokio::time::timeout(
+            self.timeouts.staging,
+            await_condition(jobs, crate::staging::JOB_NAME, finished),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "the staging Job did not finish within {:?}",
+                self.timeouts.staging
+            )
+        })??;
+        let failed = job
+            .as_ref()
+            .and_then(|job| job.status.as_ref())
+            .and_then(|status| status.conditions.as_ref())
+            .and_then(|conditions| {
+                conditions
+                    .iter()
+                    .find(|c| c.type_ == "Failed" && c.status == "True")
+                    .cloned()
+            });
+        if let Some(condition) = failed {
+            bail!(
+                "the staging Job failed ({}: {}); see `kubectl logs job/{} --all-containers`",
+                condition.reason.unwrap_or_default(),
+                condition.message.unwrap_or_default(),
+                crate::staging::JOB_NAME
+            );
+        }
+        Ok(StepOutput {
+            summary: "tokenizer, dataset and training code staged and tokenized".to_owned(),
+            outputs: BTreeMap::new(),
+        })
+    }
+
+    /// Applies an MPIJob afresh: a finished job of the same name does not run again, so a
+    /// previous one is deleted first.
+    async fn replace_mpijob(&self, manifest: &Manifest) -> anyhow::Result<MPIJob> {
+        let jobs: Api<MPIJob> = Api::namespaced(self.client.clone(), self.namespace());
+        let job: MPIJob = serde_json::from_value(manifest.value.clone())
+            .context("a rendered MPIJob does not parse")?;
+        if mpijob::io::delete(&jobs, &manifest.name).await? {
+            let gone = |job: Option<&MPIJob>| job.is_none();
+            tokio::time::timeout(
+                Duration::from_secs(300),
+                await_condition(jobs.clone(), &manifest.name, gone),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "the previous MPIJob {} was not deleted within 5 minutes",
+                    manifest.name
+                )
+            })??;
+        }
+        Ok(mpijob::io::apply(&jobs, &job, self.field_manager()).await?)
+    }
+
+    async fn compile(&self, step: &Step) -> anyhow::Result<StepOutput> {
+        let manifest = step
+            .manifests
+            .first()
+            .context("the compile step has no MPIJob")?;
+        self.replace_mpijob(manifest).await?;
+        let jobs: Api<MPIJob> = Api::namespaced(self.client.clone(), self.namespace());
+        match mpijob::io::wait_for_completion(&jobs, &manifest.name, self.timeouts.compile).await? {
+            Outcome::Succeeded => Ok(StepOutput {
+                summary: format!("{} succeeded: the compile cache is warm", manifest.name),
+                outputs: BTreeMap::new(),
+            }),
+            Outcome::Failed { reason, message } => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
+                let tail = mpijob::io::launcher_log_tail(&pods, &manifest.name, 40)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|(pod, text)| format!("\nlast lines of {pod}:\n{text}"))
+                    .unwrap_or_default();
+                bail!(
+                    "the compile job {} failed: {reason}: {message}{tail}\nfix the cause, then run `cargo xtask deploy` again (it resumes at compile)",
+                    manifest.name
+                )
+            }
+        }
+    }
+
+    async fn train(&self, step: &Step) -> anyhow::Result<StepOutput> {
+        let manifest = step
+            .manifests
+            .first()
+            .context("the train step has no MPIJob")?;
+        let job = self.replace_mpijob(manifest).await?;
+        Ok(StepOutput {
+            summary: format!("applied MPIJob {}", manifest.name),
+            outputs: BTreeMap::from([("uid".to_owned(), job.metadata.uid.unwrap_or_default())]),
+        })
+    }
+
+    async fn tensorboard(&self, step: &Step) -> anyhow::Result<StepOutput> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace());
+        let name = &self.config.tensorboard.secret_name;
+        let created = if secrets.get_opt(name).await?.is_none() {
+            let password = generate_password()?;
+            let htpasswd = format!("{}:{{PLAIN}}{password}\n", self.config.tensorboard.user);
+            let secret = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": { "name": name, "namespace": self.namespace(), "labels": { "app.kubernetes.io/managed-by": "trnkit" } },
+                "type": "Opaque",
+                "data": {
+                    tensorboard::PASSWORD_KEY: ByteString(password.into_bytes()),
+                    tensorboard::HTPASSWD_KEY: ByteString(htpasswd.into_bytes()),
+                },
+            });
+            secrets
+                .patch(
+                    name,
+                    &PatchParams::apply(self.field_manager()),
+                    &Patch::Apply(&secret),
+                )
+                .await?;
+            true
+        } else {
+            false
+        };
+        kube_apply::apply_all(
+            &self.client,
+            &values(&step.manifests),
+            self.namespace(),
+            self.field_manager(),
+        )
+        .await?;
+        Ok(StepOutput {
+            summary: format!(
+                "TensorBoard applied ({}); `cargo xtask tensorboard` prints its URL and password",
+                if created {
+                    "password generated into the Secret"
+                } else {
+                    "existing password kept"
+                }
+            ),
+            outputs: BTreeMap::new(),
+        })
+    }
+
+    async fn follow(&mut self) -> anyhow::Result<StepOutput> {
+        use futures::StreamExt;
+        let name = self.config.training.train_job_name.clone();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
+        let jobs: Api<MPIJob> = Api::namespaced(self.client.clone(), self.namespace());
+        let options = FollowOptions {
+            poll_interval: self.timeouts.follow_poll,
+            container: None,
+        };
+        let mut stream = std::pin::pin!(mpijob::io::follow_launcher(pods, jobs, &name, options));
+        let mut uid = String::new();
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            (self.on_follow)(&event);
+            match event {
+                FollowEvent::Attached { uid: new, .. }
+                | FollowEvent::Reattached { uid: new, .. } => uid = new,
+                FollowEvent::Finished(Outcome::Succeeded) => {
+                    return Ok(StepOutput {
+                        summary: format!("{name} succeeded"),
+                        outputs: BTreeMap::from([("uid".to_owned(), uid)]),
+                    });
+                }
+                FollowEvent::Finished(Outcome::Failed { reason, message }) => {
+                    bail!("{name} failed: {reason}: {message}")
+                }
+                FollowEvent::Line(_) => {}
+            }
+        }
+        bail!(
+            "the log of {name} ended before the job finished; `cargo xtask logs --follow` re-attaches"
+        )
+    }
+}
+
+/// A random password of 24 URL-safe characters, from the kernel's generator.
+pub fn generate_password() -> anyhow::Result<String> {
+    use base64::Engine;
+    use std::io::Read;
+    let mut bytes = [0u8; 18];
+    fs_err::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl<P: ImagePublisher> Executor for ClusterExecutor<P> {
+    async fn execute(
+        &mut self,
+        step: &Step,
+        _previous: Option<&StepRecord>,
+    ) -> anyhow::Result<StepOutput> {
+        match step.id {
+            StepId::Preflight => self.preflight().await,
+            StepId::Images => {
+                let images = self.images.clone();
+                let digests = self.publisher.publish(&images).await?;
+                Ok(StepOutput {
+                    summary: format!("{} images pushed", digests.len()),
+                    outputs: digests,
+                })
+            }
+            StepId::Storage => self.storage(step).await,
+            StepId::Staging => self.staging(step).await,
+            StepId::Compile => self.compile(step).await,
+            StepId::Train => self.train(step).await,
+            StepId::Tensorboard => self.tensorboard(step).await,
+            StepId::Follow => self.follow().await,
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The cluster executor against the in-process FAKE Kubernetes API server: a full deploy, a
+//! failed compile job and the resumed re-run, and an idempotent third run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use mpijob::MPIJob;
+use mpijob::io::FollowEvent;
+use serde_json::json;
+use test_support::fake_apiserver::{FakeApiServer, WriteVerb};
+
+use super::bundle;
+use super::cluster::{ClusterExecutor, ImagePublisher, Timeouts};
+use super::plan::{self, RenderedImage, StepId};
+use super::run::{self, Event, Selection};
+use super::state::{ConfigMapStore, StateStore, Status};
+use crate::config::{Config, Target};
+
+#[derive(Default)]
+struct FakePublisher {
+    calls: usize,
+}
+
+impl ImagePublisher for FakePublisher {
+    async fn publish(
+        &mut self,
+        images: &BTreeMap<String, RenderedImage>,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        self.calls += 1;
+        Ok(images
+            .keys()
+            .map(|name| (name.clone(), format!("sha256:{name}")))
+            .collect())
+    }
+}
+
+fn seed_healthy_cluster(fake: &FakeApiServer) {
+    fake.insert_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "mpijobs.kubeflow.org"},
+        "spec": {"group": "kubeflow.org", "names": {"kind": "MPIJob", "plural": "mpijobs"}, "scope": "Namespaced",
+                 "versions": [{"name": "v2beta1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"launcherCreationPolicy": {"type": "string"}}}}}}}]},
+    }));
+    fake.insert_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "mpi-operator", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "mpi-operator"}}, "template": {"metadata": {"labels": {"app": "mpi-operator"}}, "spec": {"containers": [{"name": "mpi-operator", "image": "mpioperator/mpi-operator:0.6.0"}]}}},
+        "status": {"availableReplicas": 1, "readyReplicas": 1, "replicas": 1},
+    }));
+    for (name, image) in [
+        (
+            "neuron-device-plugin",
+            "public.ecr.aws/neuron/neuron-device-plugin:2.22.4.0",
+        ),
+        (
+            "aws-efa-k8s-device-plugin",
+            "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/aws-efa-k8s-device-plugin:v0.5.3",
+        ),
+        (
+            "fsx-csi-node",
+            "public.ecr.aws/fsx-csi-driver/aws-fsx-csi-driver:v1.9.0",
+        ),
+    ] {
+        fake.insert_value(json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "main", "image": image}]}}},
+            "status": {"numberReady": 4, "desiredNumberScheduled": 4, "currentNumberScheduled": 4, "numberMisscheduled": 0},
+        }));
+    }
+    fake.insert_value(json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {"name": "fsx.csi.aws.com"}, "spec": {}}));
+    for index in 0..4 {
+        fake.insert_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": format!("trn1-{index}")},
+            "status": {"allocatable": {"aws.amazon.com/neuron": "16", "vpc.amazonaws.com/efa": "8"},
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }));
+    }
+}
+
+/// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
+/// Job, the MPI Operator finishes the compile job (failing it while `fail_compile` is set) and
+/// starts the train job's launcher, whose log the test writes.
+fn play_controllers(
+    fake: &FakeApiServer,
+    fail_compile: Arc<AtomicBool>,
+    compile_runs: Arc<AtomicUsize>,
+) {
+    fake.on_write("PersistentVolumeClaim", |fake, event| {
+        if event.verb == WriteVerb::Apply && event.subresource.is_none() {
+            fake.set_status::<PersistentVolumeClaim>(
+                event.namespace(),
+                event.name(),
+                json!({"phase": "Bound"}),
+            );
+        }
+    });
+    fake.on_write("Job", |fake, event| {
+        if event.verb == WriteVerb::Apply && event.subresource.is_none() {
+            fake.set_status::<Job>(
+                event.namespace(),
+                event.name(),
+                json!({"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}),
+            );
+        }
+    });
+    fake.on_write("MPIJob", move |fake, event| {
+        if event.verb != WriteVerb::Apply || event.subresource.is_some() {
+            return;
+        }
+        let (namespace, name) = (event.namespace().to_owned(), event.name().to_owned());
+        if name == "test-mpi-compile" {
+            compile_runs.fetch_add(1, Ordering::SeqCst);
+            let condition = if fail_compile.load(Ordering::SeqCst) {
+                json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "launcher failed 21 times"})
+            } else {
+                json!({"type": "Succeeded", "status": "True", "reason": "MPIJobSucceeded"})
+            };
+            fake.set_status::<MPIJob>(&namespace, &name, json!({"conditions": [condition]}));
+        } else {
+            let pod = format!("{name}-launcher-abcde");
+            fake.insert_value(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod, "namespace": namespace, "uid": "launcher-uid-1",
+                             "labels": {"training.kubeflow.org/job-name": name, "training.kubeflow.org/job-role": "launcher"}},
+                "spec": {"containers": [{"name": "mpitest", "image": "x"}]},
+                "status": {"phase": "Running"},
+            }));
+            fake.append_log(&namespace, &pod, "step 1 reduced_train_loss=10.5");
+            fake.append_log(&namespace, &pod, "step 2 reduced_train_loss=9.8");
+            fake.close_log(&namespace, &pod);
+            fake.set_status::<k8s_openapi::api::core::v1::Pod>(&namespace, &pod, json!({"phase": "Succeeded"}));
+            fake.set_status::<MPIJob>(&namespace, &name, json!({"conditions": [{"type": "Succeeded", "status": "True"}]}));
+        }
+    });
+}
+
+fn config() -> Config {
+    let mut config = Config::default();
+    config.cluster.target = Target::Eks;
+    config.cluster.account_id = "123456789012".to_owned();
+    config.storage.subnet_id = "subnet-0123456789abcdef0".to_owned();
+    config.storage.security_group_ids = vec!["sg-0123456789abcdef0".to_owned()];
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
+    let fake = FakeApiServer::start().await;
+    seed_healthy_cluster(&fake);
+    let fail_compile = Arc::new(AtomicBool::new(true));
+    let compile_runs = Arc::new(AtomicUsize::new(0));
+    play_controllers(&fake, fail_compile.clone(), compile_runs.clone());
+
+    let config = config();
+    let rendered =
+        bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage")).unwrap();
+    let plan = plan::plan(&config, &rendered);
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    let mut executor = ClusterExecutor {
+        client: fake.client(),
+        config: config.clone(),
+        images: rendered.images.clone(),
+        publisher: FakePublisher::default(),
+        hf_token: Some("hf_secret_token_value".to_owned()),
+        timeouts: Timeouts {
+            storage: Duration::from_secs(10),
+            staging: Duration::from_secs(10),
+            compile: Duration::from_secs(10),
+            follow_poll: Duration::from_millis(50),
+        },
+        on_follow: Box::new(move |event| seen.lock().unwrap().push(event.clone())),
+    };
+    let store = ConfigMapStore {
+        api: kube::Api::namespaced(fake.client(), "default"),
+        namespace: "default".to_owned(),
+        field_manager: "trnkit".to_owned(),
+    };
+
+    // First run: the compile job fails; the error carries the operator's reason.
+    let mut events = Vec::new();
+    let report = run::run(
+        &plan,
+        &store,
+        &mut executor,
+        Selection::default(),
+        |event| events.push(event),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, Some(StepId::Compile), "{events:#?}");
+    let failure = events
+        .iter()
+        .find_map(|event| match event {
+            Event::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        failure.contains("BackoffLimitExceeded") && failure.contains("resumes at compile"),
+        "{failure}"
+    );
+    let state = store.load().await.unwrap();
+    assert_eq!(state.get(StepId::Compile).unwrap().status, Status::Failed);
+    assert_eq!(state.get(StepId::Staging).unwrap().status, Status::Done);
+    assert!(
+        fake.get::<MPIJob>("default", "test-mpi-train").is_none(),
+        "train must wait for a successful compile"
+    );
+    // The token reached a Secret, and nothing else: not the state, not the Job.
+    let secret: Secret = fake.get("default", "trnkit-hf-token").unwrap();
+    assert!(secret.data.unwrap().contains_key("token"));
+    let everything =
+        serde_json::to_string(&fake.get_value("v1", "ConfigMap", "default", "trnkit-state"))
+            .unwrap()
+            + &serde_json::to_string(&fake.get::<Job>("default", "trnkit-staging")).unwrap();
+    assert!(!everything.contains("hf_secret_token_value"));
+
+    // Second run: resumes at compile (staging is not redone), then trains and follows.
+    fail_compile.store(false, Ordering::SeqCst);
+    let mut events = Vec::new();
+    let report = run::run(
+        &plan,
+        &store,
+        &mut executor,
+        Selection::default(),
+        |event| events.push(event),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(
+        report.ran,
+        [
+            StepId::Preflight,
+            StepId::Compile,
+            StepId::Train,
+            StepId::Tensorboard,
+            StepId::Follow
+        ]
+    );
+    assert_eq!(executor.publisher.calls, 1, "images are not rebuilt");
+    assert_eq!(compile_runs.load(Ordering::SeqCst), 2);
+    let followed = lines.lock().unwrap().clone();
+    assert!(
+        followed.contains(&FollowEvent::Attached {
+            pod: "test-mpi-train-launcher-abcde".to_owned(),
+            uid: "launcher-uid-1".to_owned()
+        }),
+        "{followed:?}"
+    );
+    assert!(
+        followed.contains(&FollowEvent::Line(
+            "step 2 reduced_train_loss=9.8".to_owned()
+        )),
+        "{followed:?}"
+    );
+    let auth: Secret = fake.get("default", "tensorboard-auth").unwrap();
+    let data = auth.data.unwrap();
+    assert!(data.contains_key("password") && data.contains_key("htpasswd"));
+
+    // Third run: nothing to do; no MPIJob is written again.
+    fake.clear_requests();
+    let report = run::run(
+        &plan,
+        &store,
+        &mut executor,
+        Selection {
+            skip_follow: true,
+            ..Selection::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.nothing_to_do(&plan), "{report:?}");
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|request| !(request.path.contains("mpijobs") && request.method != "GET")),
+        "{:?}",
+        fake.requests()
+    );
+    let password_before = data.get("password").cloned();
+    let auth: Secret = fake.get("default", "tensorboard-auth").unwrap();
+    assert_eq!(
+        auth.data.unwrap().get("password").cloned(),
+        password_before,
+        "the password is kept"
+    );
+}
