@@ -511,10 +511,10 @@ fn crd_schema_has_launcher_policy(crd: &CustomResourceDefinition) -> bool {
         })
 }
 
-fn ready_daemonset<'a>(
-    daemonsets: &'a [DaemonSet],
+fn ready_daemonset(
+    daemonsets: &[DaemonSet],
     matches: impl Fn(&DaemonSet) -> bool,
-) -> (Option<&'a DaemonSet>, i32) {
+) -> (Option<&DaemonSet>, i32) {
     let found: Vec<&DaemonSet> = daemonsets
         .iter()
         .filter(|daemonset| matches(daemonset))

@@ -393,7 +393,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = fs_err::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
-            source: source.into(),
+            source,
         })?;
         Self::parse(&text, &path.display().to_string())
     }

@@ -137,10 +137,10 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
-    if !cluster.account_id.is_empty()
-        && !(cluster.account_id.len() == 12
-            && cluster.account_id.chars().all(|ch| ch.is_ascii_digit()))
-    {
+    let account_ok = cluster.account_id.is_empty()
+        || (cluster.account_id.len() == 12
+            && cluster.account_id.chars().all(|ch| ch.is_ascii_digit()));
+    if !account_ok {
         c.fail(
             "cluster.account_id",
             format!("{:?} is not a 12-digit AWS account id", cluster.account_id),
@@ -219,7 +219,7 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
         &["PERSISTENT_1", "PERSISTENT_2", "SCRATCH_1", "SCRATCH_2"],
     );
     if !(storage.capacity_gib == 1200
-        || (storage.capacity_gib >= 2400 && storage.capacity_gib % 2400 == 0))
+        || (storage.capacity_gib >= 2400 && storage.capacity_gib.is_multiple_of(2400)))
     {
         c.fail(
             "storage.capacity_gib",

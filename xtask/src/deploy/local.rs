@@ -218,15 +218,12 @@ impl Executor for LocalExecutor {
             StepId::Tensorboard => Ok(rendered("TensorBoard's Deployment and Services")),
             StepId::Follow => Ok(StepOutput {
                 summary: format!(
-                    "in the cluster: follow the launcher of {} and {}",
+                    "in the cluster: follow the launcher of {} and {}/<launcher uid>/0/log",
                     self.config.training.train_job_name,
-                    format!(
-                        "{}/<launcher uid>/0/log",
-                        self.layout
-                            .rebase(SharedLayout::IN_CLUSTER_ROOT)
-                            .experiments()
-                            .display()
-                    )
+                    self.layout
+                        .rebase(SharedLayout::IN_CLUSTER_ROOT)
+                        .experiments()
+                        .display()
                 ),
                 outputs: BTreeMap::new(),
             }),

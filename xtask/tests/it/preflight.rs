@@ -75,7 +75,10 @@ fn parse<T: serde::de::DeserializeOwned>(values: Vec<Value>) -> Result<Vec<T>, S
         .collect())
 }
 
-fn healthy() -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
+/// CRDs, Deployments, DaemonSets, CSIDrivers and Nodes, as the API returns them.
+type Parts = (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>);
+
+fn healthy() -> Parts {
     (
         vec![crd("v2beta1", true)],
         vec![operator("mpioperator/mpi-operator:0.6.0", 1)],
@@ -105,7 +108,7 @@ fn healthy() -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
     )
 }
 
-fn facts(parts: (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>)) -> ClusterFacts {
+fn facts(parts: Parts) -> ClusterFacts {
     let (crds, deployments, daemonsets, csi_drivers, nodes) = parts;
     ClusterFacts {
         mpijob_crd: parse::<CustomResourceDefinition>(crds),
