@@ -43,7 +43,7 @@ fn main() {
     let start = Instant::now();
     let report = tokenize(&config, &tokenizer, &NoProgress).expect("tokenize");
     let secs = start.elapsed().as_secs_f64();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = fs_err::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm = status
         .lines()
         .find(|l| l.starts_with("VmHWM"))
@@ -58,7 +58,7 @@ fn main() {
         report.bytes as f64 / 1e6 / secs,
         report.tokens as f64 / secs
     );
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = fs_err::remove_dir_all(&out);
 }
 
 /// Compares the fast encoder with the reference on every document of a JSONL file.
@@ -73,7 +73,7 @@ fn verify(input: &str, tokenizer_dir: &str, megatron: bool) {
         tokenizer.fallback_reason()
     );
     let mut encoder = tokenizer.encoder();
-    let text = std::fs::read_to_string(input).expect("input");
+    let text = fs_err::read_to_string(input).expect("input");
     let (mut docs, mut fast_secs, mut reference_secs) = (0, 0.0, 0.0);
     for line in text.lines() {
         let fields = pipeline::json::extract_fields(line, &["text".to_owned()]).expect("json");

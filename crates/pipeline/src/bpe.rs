@@ -301,13 +301,13 @@ impl FastBpe {
                 }
             }
             let next = current.next;
-            if next >= 0 && (next as usize) < symbols.len() {
-                if let Some(&(rank, id)) = self
+            if next >= 0
+                && (next as usize) < symbols.len()
+                && let Some(&(rank, id)) = self
                     .merges
                     .get(&pair(current.id, symbols[next as usize].id))
-                {
-                    heap.push(Reverse((rank, pos as u32, id)));
-                }
+            {
+                heap.push(Reverse((rank, pos as u32, id)));
             }
         }
         out.extend(symbols.iter().filter(|s| s.len > 0).map(|s| s.id));

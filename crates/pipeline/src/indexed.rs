@@ -220,8 +220,7 @@ impl DatasetWriter {
             )));
         }
         if let Some(parent) = prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io("create directory", parent, e))?;
+            fs_err::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
         }
         let paths = PartialPaths::new(prefix);
         let bin = BufWriter::with_capacity(BUF, create_file(&paths.bin)?);

@@ -196,6 +196,10 @@ pub fn plan_shard(files: &[PathBuf], sizes: &[u64], shard: Shard) -> ShardPlan {
     ShardPlan { ranges }
 }
 
+/// One batch from [`LineReader::next_batch`]: `(data, line ranges, first line number)`, where
+/// each line range is `(start, end)` into `data`.
+pub(crate) type LineBatch = (Vec<u8>, Vec<(u32, u32)>, u64);
+
 /// Reads lines in batches of about `target` bytes from one file, keeping only lines that start
 /// in `range`, with universal newlines.
 pub(crate) struct LineReader {
@@ -264,7 +268,7 @@ impl LineReader {
     }
 
     /// The next batch: `(data, line ranges, first line number)`. `None` at the end of the range.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<(Vec<u8>, Vec<(u32, u32)>, u64)>> {
+    pub(crate) fn next_batch(&mut self) -> Result<Option<LineBatch>> {
         enum Stop {
             Full,
             RangeEnd,

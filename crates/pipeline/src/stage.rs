@@ -136,7 +136,7 @@ fn already_staged(dir: &Path, rel: &str, manifest: &BTreeMap<String, StagedFile>
 
 fn copy_file(from: &Path, to: &Path) -> Result<u64> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+        fs_err::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
     }
     let partial = with_suffix(to, ".partial");
     let mut source = open_file(from)?;
@@ -150,7 +150,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<u64> {
 
 /// Stages a tokenizer into `dir` (created if needed).
 pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let mut manifest = load_manifest(dir);
     let mut report = StageReport {
         dir: dir.to_owned(),
@@ -234,7 +234,7 @@ pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageRe
 /// Stages a dataset's JSONL files into `dir`, keeping their relative paths. From the Hub, the
 /// files whose names contain `.json` are taken (e.g. `*.jsonl`, `*.jsonl.zst`).
 pub fn stage_dataset(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let mut manifest = load_manifest(dir);
     let mut report = StageReport {
         dir: dir.to_owned(),
@@ -333,16 +333,16 @@ pub fn stage_dataset(source: &Source, hub: &Hub, dir: &Path) -> Result<StageRepo
                         source: None,
                     });
                 };
-                if let Some(expected) = sha.filter(|s| s.len() == 64) {
-                    if expected != got_sha {
-                        let _ = std::fs::remove_file(&target);
-                        return Err(Error::Checksum {
-                            path: target,
-                            what: "sha256",
-                            expected,
-                            actual: got_sha,
-                        });
-                    }
+                if let Some(expected) = sha.filter(|s| s.len() == 64)
+                    && expected != got_sha
+                {
+                    let _ = std::fs::remove_file(&target);
+                    return Err(Error::Checksum {
+                        path: target,
+                        what: "sha256",
+                        expected,
+                        actual: got_sha,
+                    });
                 }
                 report.transferred += bytes;
                 manifest.insert(
@@ -454,7 +454,7 @@ fn download(
     expected_size: Option<u64>,
 ) -> Result<Option<(u64, String, u64)>> {
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+        fs_err::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
     }
     let partial = with_suffix(target, ".partial");
     let mut have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
@@ -490,15 +490,15 @@ fn download(
         .map_err(|e| Error::io("sync", &partial, e))?;
     drop(file);
     let (sha256, size) = sha256_file(&partial)?;
-    if let Some(expected) = expected_size {
-        if expected != size {
-            return Err(Error::Checksum {
-                path: partial,
-                what: "size",
-                expected: expected.to_string(),
-                actual: size.to_string(),
-            });
-        }
+    if let Some(expected) = expected_size
+        && expected != size
+    {
+        return Err(Error::Checksum {
+            path: partial,
+            what: "size",
+            expected: expected.to_string(),
+            actual: size.to_string(),
+        });
     }
     rename(&partial, target)?;
     tracing::debug!(url, size, "downloaded");

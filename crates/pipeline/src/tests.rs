@@ -243,7 +243,7 @@ fn adversarial_docs(seed: u64, count: usize) -> Vec<String> {
                     let c = char::from_u32(rng.below(0x80) as u32).expect("ascii");
                     doc.push(c);
                 }
-                _ => doc.push_str(*rng.pick(atoms)),
+                _ => doc.push_str(rng.pick::<&str>(atoms)),
             }
             if rng.below(3) == 0 {
                 doc.push(' ');

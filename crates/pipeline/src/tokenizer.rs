@@ -619,7 +619,7 @@ impl Encoder {
             let b = nb[i];
             if b == 0xE2 && nb.get(i + 1) == Some(&0x96) && nb.get(i + 2) == Some(&0x81) {
                 if !previous_meta && i > start {
-                    self.encode_piece(&plan, &normalized[start..i], out);
+                    self.encode_piece(plan, &normalized[start..i], out);
                     start = i;
                 }
                 previous_meta = true;
@@ -629,15 +629,15 @@ impl Encoder {
             previous_meta = false;
             if b < 128 && plan.isolated[usize::from(b)] {
                 if i > start {
-                    self.encode_piece(&plan, &normalized[start..i], out);
+                    self.encode_piece(plan, &normalized[start..i], out);
                 }
-                self.encode_piece(&plan, &normalized[i..i + 1], out);
+                self.encode_piece(plan, &normalized[i..i + 1], out);
                 start = i + 1;
             }
             i += 1;
         }
         if start < nb.len() {
-            self.encode_piece(&plan, &normalized[start..], out);
+            self.encode_piece(plan, &normalized[start..], out);
         }
         self.normalized = normalized;
     }
