@@ -70,6 +70,8 @@ pub enum Command {
     Status(ops::StatusArgs),
     /// The training job's log (all ranks' output), optionally followed across launcher restarts.
     Logs(ops::LogsArgs),
+    /// Run `neuron-top` in a worker of the training job (through kubectl exec).
+    Top(ops::TopArgs),
     /// Stop training: delete the train and compile MPIJobs.
     Stop,
     /// Print TensorBoard's URL, user and password.
@@ -145,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(args, &global).await,
         Command::Status(args) => ops::status(args, &global).await,
         Command::Logs(args) => ops::logs(args, &global).await,
+        Command::Top(args) => ops::top(args, &global).await,
         Command::Stop => ops::stop(&global).await,
         Command::Tensorboard => ops::tensorboard(&global).await,
         Command::Cleanup(args) => ops::cleanup(args, &global).await,

@@ -347,3 +347,54 @@ pub fn completions(args: CompletionsArgs) {
         &mut std::io::stdout(),
     );
 }
+
+/// `top`: `neuron-top` in a worker of the training job, interactively.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// Which worker (0 to workers - 1).
+    #[arg(long, default_value_t = 0)]
+    pub worker: u32,
+}
+
+/// Runs `kubectl exec -it <job>-worker-<i> -- /bin/bash -l -c neuron-top` (an interactive
+/// terminal needs kubectl's TTY handling). Every value passed is validated by the configuration.
+pub async fn top(args: TopArgs, global: &Global) -> anyhow::Result<()> {
+    let config = super::load_config(global)?;
+    anyhow::ensure!(
+        config.cluster.target == Target::Eks,
+        "top needs a cluster (cluster.target = \"eks\")"
+    );
+    anyhow::ensure!(
+        i64::from(args.worker) < i64::from(config.training.workers),
+        "--worker {} is out of range: the job has {} workers",
+        args.worker,
+        config.training.workers
+    );
+    let pod = format!("{}-worker-{}", config.training.train_job_name, args.worker);
+    let mut command = tokio::process::Command::new("kubectl");
+    command.current_dir(std::env::current_dir()?);
+    if !config.cluster.kube_context.is_empty() {
+        command.args(["--context", &config.cluster.kube_context]);
+    }
+    command.args([
+        "--namespace",
+        &config.cluster.namespace,
+        "exec",
+        "-it",
+        &pod,
+        "--",
+        "/bin/bash",
+        "-l",
+        "-c",
+        "neuron-top",
+    ]);
+    let status = command
+        .status()
+        .await
+        .context("cannot run kubectl: install it (https://kubernetes.io/docs/tasks/tools/) and configure the cluster's context")?;
+    anyhow::ensure!(
+        status.success(),
+        "kubectl exec into {pod} failed ({status})"
+    );
+    Ok(())
+}

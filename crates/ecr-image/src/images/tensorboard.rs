@@ -35,7 +35,7 @@ pub struct TensorboardImage {
     pub pip_version: String,
     /// TensorBoard.
     pub tensorboard_version: String,
-    /// The default log directory (the NeMo experiments on FSx).
+    /// The default log directory (`TENSORBOARD_LOGDIR`); trnkit passes its layout's experiments directory.
     pub logdir: String,
 }
 
@@ -47,7 +47,10 @@ impl Default for TensorboardImage {
                 .to_owned(),
             pip_version: "24.3.1".to_owned(),
             tensorboard_version: "2.18.0".to_owned(),
-            logdir: "/shared/nemo_experiments".to_owned(),
+            // A neutral default: the shared file system's layout is not this crate's to know.
+            // trnkit passes the experiments directory of its layout, and the Deployment sets
+            // TENSORBOARD_LOGDIR as well.
+            logdir: "/var/lib/tensorboard".to_owned(),
         }
     }
 }
