@@ -20,11 +20,24 @@ pub struct Args {
     /// Validate everything, write nothing.
     #[arg(long)]
     pub check: bool,
+    /// Render the static PersistentVolume and claim for this existing FSx file system
+    /// (`fs-...`), read through the AWS API (region from the configuration; `AWS_ENDPOINT_URL`
+    /// is honoured). Implies `storage.mode = "static"`.
+    #[arg(long, value_name = "ID")]
+    pub fsx_id: Option<String>,
 }
 
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let config = super::load_config(global)?;
-    let manifests = super::render_manifests(&config, None).await?;
+    let mut config = super::load_config(global)?;
+    let file_system = match &args.fsx_id {
+        Some(id) => {
+            config.storage.mode = crate::config::StorageMode::Static;
+            let client = super::fsx::client(Some(&config.cluster.region), &config).await;
+            Some(super::fsx::file_system_facts(&client, id).await?)
+        }
+        None => None,
+    };
+    let manifests = super::render_manifests(&config, file_system.as_ref()).await?;
     if args.check {
         println!("{} objects are valid (not written)", manifests.len());
         return Ok(());
