@@ -37,7 +37,9 @@ pub fn definitions(
     Ok(definitions)
 }
 
-/// The definitions rendered, each with its content-addressed reference in `registry/repository`.
+/// The definitions rendered, each with its content-addressed reference in `registry/repository`:
+/// exactly the tag `ecr_image::build_and_push` pushes (default build options), so manifests name
+/// what the images step publishes.
 pub fn rendered(
     definitions: &[ImageDefinition],
     registry: &str,
@@ -51,7 +53,7 @@ pub fn rendered(
         out.insert(
             definition.name.to_owned(),
             RenderedImage {
-                reference: format!("{registry}/{repository}:{}-{tag}", definition.name),
+                reference: format!("{registry}/{repository}:{tag}"),
                 dockerfile: context.dockerfile().to_owned(),
             },
         );
