@@ -23,14 +23,6 @@ use super::Global;
 use super::fsx::humantime_duration;
 use crate::config::Config;
 
-/// `println!` that stops quietly when stdout is closed early (`... | head`) instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 /// Inspect, prune and verify the Neuron persistent compile cache (`NEURON_COMPILE_CACHE_URL`).
 ///
 /// The cache lives on the shared file system (`/shared/neuron_cache` in the cluster). Run these

@@ -21,14 +21,6 @@ use serde::Serialize;
 use super::Global;
 use crate::config::Config;
 
-/// `println!` that stops quietly when stdout is closed early (`... | head`) instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 /// Create, describe and delete the FSx for Lustre file system behind `/shared`.
 ///
 /// Region and credentials come from the standard AWS chain (AWS_PROFILE, AWS_REGION, SSO,

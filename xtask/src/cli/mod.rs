@@ -10,6 +10,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `println!` that stops quietly when stdout is closed early (`... | head`) instead of panicking.
+/// Defined before the command modules so that every one of them can use it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod cache;
 pub(crate) mod cluster;

@@ -340,12 +340,10 @@ pub struct CompletionsArgs {
 
 pub fn completions(args: CompletionsArgs) {
     let mut command = <super::Cli as clap::CommandFactory>::command();
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "cargo-xtask",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "cargo-xtask", &mut script);
+    // A closed pipe (`... | head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
 }
 
 /// `top`: `neuron-top` in a worker of the training job, interactively.
