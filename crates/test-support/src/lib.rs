@@ -7,5 +7,5 @@
 //!
 //! No library crate depends on this crate except as a `[dev-dependency]`.
 
-pub mod services;
 pub mod fake_apiserver;
+pub mod services;

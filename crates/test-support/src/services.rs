@@ -35,7 +35,8 @@ fn in_ci() -> bool {
 
 /// Reports a missing service: a panic under `CI=true`, a printed skip otherwise.
 pub fn missing(service: &str, how: &str) -> Option<std::convert::Infallible> {
-    let message = format!("{service} is not available ({how}); run the tests through `scripts/test`");
+    let message =
+        format!("{service} is not available ({how}); run the tests through `scripts/test`");
     if in_ci() {
         panic!("CI=true and {message}");
     }
@@ -79,7 +80,11 @@ pub fn registry() -> Option<Registry> {
             return None;
         }
     };
-    Some(Registry { host, user, password })
+    Some(Registry {
+        host,
+        user,
+        password,
+    })
 }
 
 /// The Docker engine's socket path, when it exists (`DOCKER_HOST` or `/var/run/docker.sock`).
