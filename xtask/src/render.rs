@@ -79,11 +79,15 @@ pub struct Manifest {
 impl Manifest {
     /// Serializes a typed object.
     pub fn from_object<T: Serialize>(object: &T) -> Result<Self, RenderError> {
-        let value = serde_json::to_value(object).map_err(|source| RenderError::Serialize {
+        let mut value = serde_json::to_value(object).map_err(|source| RenderError::Serialize {
             kind: std::any::type_name::<T>().to_owned(),
             name: String::new(),
             source,
         })?;
+        // Keys in sorted order whatever serde_json's features in this build (`preserve_order`
+        // is switched on by some dependents), so files, snapshots and digests are the same
+        // in every build of the workspace.
+        value.sort_all_objects();
         let kind = value["kind"].as_str().unwrap_or_default().to_owned();
         let name = value["metadata"]["name"]
             .as_str()

@@ -144,9 +144,12 @@ pub struct RenderedImage {
     pub dockerfile: String,
 }
 
-/// sha256 (hex) of a JSON value's canonical text.
+/// sha256 (hex) of a JSON value's canonical text (keys sorted, whatever serde_json's features
+/// in this build).
 pub fn digest(value: &Value) -> String {
-    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+    let mut canonical = value.clone();
+    canonical.sort_all_objects();
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 fn manifest_values(manifests: &[Manifest]) -> Value {
