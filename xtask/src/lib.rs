@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod files;
 pub mod images;
 pub mod kube_apply;
 pub mod render;

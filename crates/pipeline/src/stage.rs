@@ -108,7 +108,8 @@ fn save_manifest(dir: &Path, manifest: &BTreeMap<String, StagedFile>) -> Result<
     rename(&partial, &path)
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
+/// The sha256 (hex) and size of a file, read in 1 MiB blocks.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut file = open_file(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -124,14 +124,7 @@ pub(crate) async fn deploy(
     let client = client(config).await?;
     let facts = kube_apply::fetch_facts(&client).await;
     let training = &config.training;
-    let preflight = kube_apply::evaluate(
-        &facts,
-        &kube_apply::Requirements {
-            nodes: usize::try_from(training.workers).unwrap_or(0),
-            neuron_devices: i64::from(training.neuron_devices_per_worker),
-            efa_interfaces: i64::from(training.efa_interfaces_per_worker),
-        },
-    );
+    let preflight = kube_apply::evaluate(&facts, &crate::deploy::cluster::requirements(training));
     let rendered = bundle::render_all(config, preflight.launcher_gate, None, stager_binary)?;
     let plan = plan::plan(config, &rendered);
     let layout = crate::render::layout(config)?;

@@ -76,9 +76,7 @@ fn write_images(dir: &Path, rendered: &plan::Rendered) -> anyhow::Result<()> {
     for (name, image) in &rendered.images {
         let image_dir = dir.join(name);
         fs_err::create_dir_all(&image_dir)?;
-        let temporary = image_dir.join("Dockerfile.tmp");
-        fs_err::write(&temporary, &image.dockerfile)?;
-        fs_err::rename(&temporary, image_dir.join("Dockerfile"))?;
+        crate::files::write_atomic(&image_dir.join("Dockerfile"), &image.dockerfile)?;
         fs_err::write(
             image_dir.join("REFERENCE"),
             format!("{}\n", image.reference),

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use super::Global;
 use crate::config::EXAMPLE;
 
@@ -25,10 +23,7 @@ pub async fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
             args.path.display()
         );
     }
-    let temporary = args.path.with_extension("toml.tmp");
-    fs_err::write(&temporary, EXAMPLE)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    fs_err::rename(&temporary, &args.path)?;
+    crate::files::write_atomic(&args.path, EXAMPLE)?;
     println!("wrote {}", args.path.display());
     println!(
         "edit it, then: cargo xtask --config {} deploy --dry-run",

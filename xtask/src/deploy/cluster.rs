@@ -92,12 +92,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
     async fn preflight(&self) -> anyhow::Result<StepOutput> {
         let facts = kube_apply::fetch_facts(&self.client).await;
         let training = &self.config.training;
-        let requirements = kube_apply::Requirements {
-            nodes: usize::try_from(training.workers).unwrap_or(0),
-            neuron_devices: i64::from(training.neuron_devices_per_worker),
-            efa_interfaces: i64::from(training.efa_interfaces_per_worker),
-        };
-        let preflight = kube_apply::evaluate(&facts, &requirements);
+        let preflight = kube_apply::evaluate(&facts, &requirements(training));
         if !preflight.passed() {
             let failures: Vec<String> = preflight
                 .failures()
@@ -398,6 +393,15 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         bail!(
             "the log of {name} ended before the job finished; `cargo xtask logs --follow` re-attaches"
         )
+    }
+}
+
+/// What the configured jobs need from the cluster's nodes.
+pub fn requirements(training: &crate::config::Training) -> kube_apply::Requirements {
+    kube_apply::Requirements {
+        nodes: usize::try_from(training.workers).unwrap_or(0),
+        neuron_devices: i64::from(training.neuron_devices_per_worker),
+        efa_interfaces: i64::from(training.efa_interfaces_per_worker),
     }
 }
 

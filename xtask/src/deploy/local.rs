@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fsx::SharedLayout;
-use sha2::{Digest, Sha256};
 
 use super::plan::{Step, StepId};
 use super::run::{Executor, StepOutput};
@@ -41,18 +40,7 @@ pub struct LocalExecutor {
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(pipeline::stage::sha256_file(path)?.0)
 }
 
 impl LocalExecutor {
@@ -83,22 +71,7 @@ impl LocalExecutor {
 
         // Merge the files in sorted order, as the blueprint's `cat *.jsonl` does.
         let merged = layout.merged_jsonl();
-        let temporary = merged.with_extension("jsonl.tmp");
-        {
-            let mut out = fs_err::File::create(&temporary)?;
-            for path in &corpus {
-                let mut input = fs_err::File::open(path)?;
-                std::io::copy(&mut input, &mut out).with_context(|| {
-                    format!(
-                        "cannot copy {} into {}",
-                        path.display(),
-                        temporary.display()
-                    )
-                })?;
-            }
-            out.sync_all()?;
-        }
-        fs_err::rename(&temporary, &merged)?;
+        pipeline::stage::merge_jsonl(&corpus, &merged)?;
 
         // The training code is checked out inside the cluster; locally its place is laid out.
         let checkout = layout.code_checkout();

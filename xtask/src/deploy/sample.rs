@@ -192,9 +192,7 @@ pub fn write_corpus(
             text.push_str(&line.to_string());
             text.push('\n');
         }
-        let temporary = path.with_extension("jsonl.tmp");
-        fs_err::write(&temporary, text)?;
-        fs_err::rename(&temporary, &path)?;
+        crate::files::write_atomic(&path, text)?;
         paths.push(path);
     }
     Ok(paths)

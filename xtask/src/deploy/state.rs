@@ -147,10 +147,8 @@ impl StateStore for FileStore {
         {
             fs_err::create_dir_all(parent).map_err(error)?;
         }
-        let temporary = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(state).unwrap_or_default();
-        fs_err::write(&temporary, text).map_err(error)?;
-        fs_err::rename(&temporary, &self.path).map_err(error)?;
+        crate::files::write_atomic(&self.path, text).map_err(error)?;
         Ok(())
     }
 
