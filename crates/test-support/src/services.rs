@@ -98,3 +98,34 @@ pub fn docker() -> Option<String> {
         None
     }
 }
+
+/// The oldest Kubernetes version trnkit supports (the schemas `kubernetes-validate` checks against).
+pub const KUBERNETES_VERSION: &str = "1.33.0";
+
+/// Runs `kubernetes-validate --strict --kubernetes-version 1.33.0 FILES...` (PyPI; `scripts/test`
+/// installs it) in `dir`, or returns `None` after reporting the tool missing (a panic under
+/// `CI=true`).
+pub async fn kubernetes_validate_strict(
+    dir: &Path,
+    files: &[std::path::PathBuf],
+) -> Option<std::process::Output> {
+    let Some(tool) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|directory| directory.join("kubernetes-validate"))
+            .find(|path| path.is_file())
+    }) else {
+        missing(
+            "kubernetes-validate",
+            "not on PATH (pip install kubernetes-validate)",
+        )?;
+        return None;
+    };
+    let output = tokio::process::Command::new(tool)
+        .current_dir(dir)
+        .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
+        .args(files)
+        .output()
+        .await
+        .expect("kubernetes-validate runs");
+    Some(output)
+}

@@ -88,42 +88,24 @@ fn written_yaml_reads_back_and_mpijobs_pass_the_strict_crd_schema() {
     assert!(!out.join("stale.yaml").exists());
 }
 
-fn find_on_path(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(tool))
-            .find(|path| path.is_file())
-    })
-}
-
 /// Built-in kinds pass `kubernetes-validate --strict` (PyPI; `scripts/test` installs it) for the
 /// oldest supported Kubernetes, read from the YAML files exactly as written.
 #[tokio::test]
 async fn built_in_kinds_pass_kubernetes_validate_strict() {
-    let Some(tool) = find_on_path("kubernetes-validate") else {
-        let _ = test_support::services::missing(
-            "kubernetes-validate",
-            "not on PATH (pip install kubernetes-validate)",
-        );
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let all = manifests(&Config::default());
     let written = render::write(&dir.path().join("m"), &all).unwrap();
-    let files: Vec<&PathBuf> = all
+    let files: Vec<PathBuf> = all
         .iter()
         .zip(&written)
         .filter(|(manifest, _)| manifest.kind != "MPIJob")
-        .map(|(_, path)| path)
+        .map(|(_, path)| path.clone())
         .collect();
     assert!(files.len() >= 5);
-    let output = tokio::process::Command::new(&tool)
-        .current_dir(dir.path())
-        .args(["--strict", "--kubernetes-version", "1.33.0"])
-        .args(&files)
-        .output()
-        .await
-        .unwrap();
+    let Some(output) = test_support::services::kubernetes_validate_strict(dir.path(), &files).await
+    else {
+        return;
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -149,13 +149,6 @@ fn persistent_2_with_s3_cannot_be_provisioned_dynamically() {
 /// base-60 integer 25740. Any YAML trnkit writes for humans must quote such strings.
 #[tokio::test]
 async fn generated_objects_pass_kubernetes_validate_strict() {
-    let Some(tool) = find_on_path("kubernetes-validate") else {
-        let _ = test_support::services::missing(
-            "kubernetes-validate",
-            "not on PATH (pip install kubernetes-validate)",
-        );
-        return;
-    };
     let (volume, claim) =
         static_volume(&available_file_system(), "fsx-claim", "default", 1200).unwrap();
     let class = csi::storage_class(&blueprint_spec(), "fsx", ReclaimPolicy::Delete).unwrap();
@@ -172,13 +165,11 @@ async fn generated_objects_pass_kubernetes_validate_strict() {
         std::io::Write::write_all(&mut fs_file(&path), yaml.as_bytes()).unwrap();
         files.push(path);
     }
-    let output = tokio::process::Command::new(&tool)
-        .current_dir(directory.path())
-        .args(["--strict", "--kubernetes-version", "1.33.0"])
-        .args(&files)
-        .output()
-        .await
-        .unwrap();
+    let Some(output) =
+        test_support::services::kubernetes_validate_strict(directory.path(), &files).await
+    else {
+        return;
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -196,13 +187,9 @@ async fn generated_objects_pass_kubernetes_validate_strict() {
     let bad = to_json(&volume).replace("\"volumeMode\":", "\"volumeModus\":");
     assert_ne!(bad, to_json(&volume));
     std::io::Write::write_all(&mut fs_file(&path), bad.as_bytes()).unwrap();
-    let output = tokio::process::Command::new(&tool)
-        .current_dir(directory.path())
-        .args(["--strict", "--kubernetes-version", "1.33.0"])
-        .arg(&path)
-        .output()
+    let output = test_support::services::kubernetes_validate_strict(directory.path(), &[path])
         .await
-        .unwrap();
+        .expect("kubernetes-validate ran above");
     assert!(
         !output.status.success(),
         "a misspelled field must fail strict validation"
@@ -219,10 +206,4 @@ fn fs_file(path: &std::path::Path) -> std::fs::File {
         .write(true)
         .open(path)
         .unwrap()
-}
-
-fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|directory| directory.join(tool))
-        .find(|path| path.is_file())
 }
