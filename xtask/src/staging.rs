@@ -101,22 +101,6 @@ pub fn job(
     if data.need_pad_id {
         tokenize.push("--need-pad-id".to_owned());
     }
-    let mount = VolumeMount {
-        name: "persistent-storage".to_owned(),
-        mount_path: text(layout.root().to_path_buf()),
-        ..Default::default()
-    };
-    let resources = |cpu: &str, memory: &str| ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_owned(), Quantity(cpu.to_owned())),
-            ("memory".to_owned(), Quantity(memory.to_owned())),
-        ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_owned(),
-            Quantity(memory.to_owned()),
-        )])),
-        ..Default::default()
-    };
     let hf_token = EnvVar {
         name: "HF_TOKEN".to_owned(),
         value: None,
@@ -129,86 +113,156 @@ pub fn job(
             ..Default::default()
         }),
     };
-    let container = |name: &str,
-                     image: &str,
-                     command: Vec<String>,
-                     env: Option<Vec<EnvVar>>,
-                     cpu: &str,
-                     memory: &str| Container {
-        name: name.to_owned(),
-        image: Some(image.to_owned()),
-        image_pull_policy: Some(config.image.pull_policy.clone()),
-        command: Some(command),
-        env,
-        volume_mounts: Some(vec![mount.clone()]),
-        resources: Some(resources(cpu, memory)),
-        ..Default::default()
-    };
-    let labels = BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_owned(),
-            "trnkit-staging".to_owned(),
+    let parts = Parts { config, layout };
+    Ok(parts.job(
+        JOB_NAME,
+        2,
+        vec![
+            parts.container(
+                "checkout",
+                training_image,
+                vec!["/bin/sh".to_owned(), "-c".to_owned(), checkout_script],
+                None,
+                ("1", "2Gi"),
+            ),
+            parts.container(
+                "stage",
+                stager_image,
+                stage,
+                Some(vec![hf_token]),
+                ("2", "2Gi"),
+            ),
+        ],
+        parts.container("tokenize", stager_image, tokenize, None, ("8", "4Gi")),
+    ))
+}
+
+/// The cache-check Job's name.
+pub const CACHE_CHECK_JOB_NAME: &str = "trnkit-cache-check";
+/// Its one container, whose log holds the answer.
+pub const CACHE_CHECK_CONTAINER: &str = "check";
+
+/// The Job that asks the compile cache on the shared file system whether it already holds
+/// complete entries for the configured `NEURON_CC_FLAGS`: `trnkit-stage cache inspect
+/// --coverage-only --json` with the stager image, on CPU nodes. Its log's last line is the
+/// answer deploy reads ([`crate::cli::cache`] documents the shape). It only reads.
+pub fn cache_check_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
+    let command = vec![
+        "trnkit-stage".to_owned(),
+        "cache".to_owned(),
+        "inspect".to_owned(),
+        "--root".to_owned(),
+        text(layout.compile_cache()),
+        "--flags".to_owned(),
+        config.training.neuron_cc_flags.clone(),
+        "--no-sizes".to_owned(),
+        "--coverage-only".to_owned(),
+        "--json".to_owned(),
+        "--quiet".to_owned(),
+    ];
+    let parts = Parts { config, layout };
+    parts.job(
+        CACHE_CHECK_JOB_NAME,
+        0,
+        Vec::new(),
+        parts.container(
+            CACHE_CHECK_CONTAINER,
+            stager_image,
+            command,
+            None,
+            ("500m", "512Mi"),
         ),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "trnkit".to_owned(),
-        ),
-    ]);
-    Ok(Job {
-        metadata: ObjectMeta {
-            name: Some(JOB_NAME.to_owned()),
-            namespace: Some(config.cluster.namespace.clone()),
-            labels: Some(labels.clone()),
+    )
+}
+
+/// What the staging and cache-check Jobs share: the claim mounted at the layout's root, the
+/// labels, the pod shape.
+struct Parts<'a> {
+    config: &'a Config,
+    layout: &'a SharedLayout,
+}
+
+impl Parts<'_> {
+    fn container(
+        &self,
+        name: &str,
+        image: &str,
+        command: Vec<String>,
+        env: Option<Vec<EnvVar>>,
+        (cpu, memory): (&str, &str),
+    ) -> Container {
+        Container {
+            name: name.to_owned(),
+            image: Some(image.to_owned()),
+            image_pull_policy: Some(self.config.image.pull_policy.clone()),
+            command: Some(command),
+            env,
+            volume_mounts: Some(vec![VolumeMount {
+                name: "persistent-storage".to_owned(),
+                mount_path: text(self.layout.root().to_path_buf()),
+                ..Default::default()
+            }]),
+            resources: Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_owned(), Quantity(cpu.to_owned())),
+                    ("memory".to_owned(), Quantity(memory.to_owned())),
+                ])),
+                limits: Some(BTreeMap::from([(
+                    "memory".to_owned(),
+                    Quantity(memory.to_owned()),
+                )])),
+                ..Default::default()
+            }),
             ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(2),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_owned()),
-                    init_containers: Some(vec![
-                        container(
-                            "checkout",
-                            training_image,
-                            vec!["/bin/sh".to_owned(), "-c".to_owned(), checkout_script],
-                            None,
-                            "1",
-                            "2Gi",
-                        ),
-                        container(
-                            "stage",
-                            stager_image,
-                            stage,
-                            Some(vec![hf_token]),
-                            "2",
-                            "2Gi",
-                        ),
-                    ]),
-                    containers: vec![container(
-                        "tokenize",
-                        stager_image,
-                        tokenize,
-                        None,
-                        "8",
-                        "4Gi",
-                    )],
-                    volumes: Some(vec![Volume {
-                        name: "persistent-storage".to_owned(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: config.storage.claim_name.clone(),
-                            read_only: None,
-                        }),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
+        }
+    }
+
+    fn job(
+        &self,
+        name: &str,
+        backoff_limit: i32,
+        init_containers: Vec<Container>,
+        container: Container,
+    ) -> Job {
+        let labels = BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), name.to_owned()),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "trnkit".to_owned(),
+            ),
+        ]);
+        Job {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(self.config.cluster.namespace.clone()),
+                labels: Some(labels.clone()),
+                ..Default::default()
             },
-            ..Default::default()
-        }),
-        status: None,
-    })
+            spec: Some(JobSpec {
+                backoff_limit: Some(backoff_limit),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        restart_policy: Some("Never".to_owned()),
+                        init_containers: (!init_containers.is_empty()).then_some(init_containers),
+                        containers: vec![container],
+                        volumes: Some(vec![Volume {
+                            name: "persistent-storage".to_owned(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: self.config.storage.claim_name.clone(),
+                                read_only: None,
+                            }),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
 }

@@ -110,7 +110,7 @@ fn check_flags_file(path: &Path, entry: &Entry) -> Option<String> {
 }
 
 /// The entries for one flags key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Coverage {
     /// The flags keys looked for (current and old form).
     pub flags_keys: Vec<String>,

@@ -1,5 +1,6 @@
 //! `trnkit-stage`: the staging and tokenization commands of trnkit as one binary that runs in a
-//! container without cargo (the sharded tokenization Job's pods, the CLI pod).
+//! container without cargo (the staging Job, the sharded tokenization Job's pods, the
+//! compile-cache check Job, the CLI pod).
 //!
 //! It shares its argument types with `cargo xtask tokenize` and `cargo xtask dataset`.
 
@@ -8,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::cli::{Global, dataset, tokenize};
+use xtask::cli::{Global, cache, dataset, tokenize};
 
 /// Stage the tokenizer and dataset, and tokenize JSONL into Megatron's indexed format.
 #[derive(Debug, Parser)]
@@ -29,6 +30,10 @@ enum Command {
     /// Inspect and merge Megatron indexed datasets.
     #[command(subcommand)]
     Dataset(dataset::Command),
+    /// Inspect, verify and prune the Neuron compile cache on the shared file system (deploy's
+    /// cache-check Job runs `cache inspect --coverage-only --json`).
+    #[command(subcommand)]
+    Cache(cache::Command),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
             Command::Stage(args) => tokenize::stage(args).await,
             Command::Tokenize(args) => tokenize::run(args, &cli.global).await,
             Command::Dataset(command) => dataset::run(command, &cli.global).await,
+            Command::Cache(command) => cache::run(command, &cli.global).await,
         }
     });
     match result {

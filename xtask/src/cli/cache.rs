@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use neuron_cache::{CacheReport, Coverage, InspectOptions, Problem, PruneOptions, State};
 use serde::Serialize;
 
 use super::Global;
 use super::fsx::humantime_duration;
+use super::progress::spinner;
 use crate::config::Config;
 
 /// Inspect, prune and verify the Neuron persistent compile cache (`NEURON_COMPILE_CACHE_URL`).
@@ -75,6 +75,10 @@ pub struct InspectArgs {
     /// round trips on Lustre, where each file's size costs a request to a storage server.
     #[arg(long)]
     pub no_sizes: bool,
+    /// Print only the coverage of the flags, not the entries: with --json, one line
+    /// `{"coverage":{...},"flags_mismatch":...}`. This is what deploy's cache-check Job runs.
+    #[arg(long)]
+    pub coverage_only: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +136,13 @@ struct InspectOutput<'a> {
     flags_mismatch: Option<String>,
 }
 
+/// What `inspect --coverage-only --json` prints: one line, read back by deploy.
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct CoverageOutput<C> {
+    pub(crate) coverage: C,
+    pub(crate) flags_mismatch: Option<String>,
+}
+
 async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
     let root = cache_root(args.root.root, config);
     let options = InspectOptions {
@@ -166,6 +177,21 @@ async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow:
         None => None,
     };
 
+    if args.coverage_only {
+        if args.root.json {
+            let output = CoverageOutput {
+                coverage: &coverage,
+                flags_mismatch,
+            };
+            out!("{}", serde_json::to_string(&output)?);
+        } else {
+            out!("{}", coverage.verdict());
+            if let Some(mismatch) = flags_mismatch {
+                eprintln!("warning: {mismatch}");
+            }
+        }
+        return Ok(());
+    }
     if args.root.json {
         let output = InspectOutput {
             report: &report,
@@ -399,21 +425,6 @@ fn bytes(count: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-fn spinner(quiet: bool, message: String) -> ProgressBar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .expect("a valid template"),
-    );
-    bar.set_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 #[cfg(test)]

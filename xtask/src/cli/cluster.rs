@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use mpijob::io::FollowEvent;
 
+use super::progress::StepSpinner;
 use crate::config::Config;
 use crate::deploy::bundle;
 use crate::deploy::cluster::{ClusterExecutor, ImagePublisher, Timeouts};
@@ -43,6 +44,10 @@ pub(crate) async fn client(config: &Config) -> anyhow::Result<kube::Client> {
 struct EcrPublisher {
     config: Config,
     definitions: Vec<ecr_image::ImageDefinition>,
+    /// The Docker engine (`DOCKER_HOST`, else the usual socket).
+    docker_host: String,
+    quiet: bool,
+    verbose: bool,
 }
 
 impl ImagePublisher for EcrPublisher {
@@ -50,10 +55,8 @@ impl ImagePublisher for EcrPublisher {
         &mut self,
         _images: &BTreeMap<String, RenderedImage>,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(self.config.cluster.region.clone()))
-            .load()
-            .await;
+        // The cluster's region, whatever the environment's default is.
+        let aws = super::aws_sdk_config(Some(&self.config.cluster.region), &self.config).await;
         let ecr = aws_sdk_ecr::Client::new(&aws);
         let repository = ecr_image::ensure_repository(
             &ecr,
@@ -67,7 +70,7 @@ impl ImagePublisher for EcrPublisher {
             credentials = credentials.for_server(&self.config.image.registry);
             self.config.image.registry.clone()
         };
-        let docker = ecr_image::connect("unix:///var/run/docker.sock").await?;
+        let docker = ecr_image::connect(&self.docker_host).await?;
         let mut digests = BTreeMap::new();
         for definition in &self.definitions {
             let request = ecr_image::PublishRequest {
@@ -86,8 +89,10 @@ impl ImagePublisher for EcrPublisher {
                 retry: ecr_image::RetryPolicy::default(),
                 force: false,
             };
-            let published =
-                ecr_image::build_and_push(&docker, &request, &ecr_image::NoProgress).await?;
+            let bars = super::image::Bars::new(self.quiet, self.verbose);
+            let published = ecr_image::build_and_push(&docker, &request, &bars).await;
+            bars.finish();
+            let published = published?;
             tracing::info!(image = definition.name, digest = %published.digest, pushed = published.pushed, "image ready");
             digests.insert(definition.name.to_owned(), published.digest.clone());
         }
@@ -120,7 +125,9 @@ pub(crate) async fn deploy(
     config: &Config,
     selection: Selection,
     stager_binary: &Path,
+    global: &super::Global,
 ) -> anyhow::Result<()> {
+    let spinner = StepSpinner::new(global.quiet);
     let client = client(config).await?;
     let facts = kube_apply::fetch_facts(&client).await;
     let training = &config.training;
@@ -140,6 +147,12 @@ pub(crate) async fn deploy(
         publisher: EcrPublisher {
             config: config.clone(),
             definitions,
+            docker_host: std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
+            quiet: global.quiet,
+            verbose: global.verbose > 0,
         },
         hf_token: std::env::var("HF_TOKEN")
             .ok()
@@ -149,13 +162,20 @@ pub(crate) async fn deploy(
             ..Timeouts::default()
         },
         on_follow: Box::new(show_follow),
+        on_status: {
+            let spinner = spinner.clone();
+            Box::new(move |message: &str| spinner.status(message))
+        },
     };
     let store = ConfigMapStore {
         api: kube::Api::namespaced(client, &config.cluster.namespace),
         namespace: config.cluster.namespace.clone(),
         field_manager: config.cluster.field_manager.clone(),
     };
-    let report = run::run(&plan, &store, &mut executor, selection, super::deploy::show).await?;
+    let report = run::run(&plan, &store, &mut executor, selection, |event| {
+        super::deploy::show(&spinner, event);
+    })
+    .await?;
     if let Some(failed) = report.failed {
         anyhow::bail!(
             "step {failed} failed; fix the cause and run `cargo xtask deploy` again to resume there"

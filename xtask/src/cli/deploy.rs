@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::Global;
+use super::progress::StepSpinner;
 use crate::config::{Config, Target};
 use crate::deploy::bundle;
 use crate::deploy::local::LocalExecutor;
@@ -108,8 +109,10 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
 
     match config.cluster.target {
-        Target::Local => run_local(&config, &work_dir, &plan, &rendered, &args).await,
-        Target::Eks => super::cluster::deploy(&config, selection(&args), &stager_binary()).await,
+        Target::Local => run_local(&config, &work_dir, &plan, &rendered, &args, global).await,
+        Target::Eks => {
+            super::cluster::deploy(&config, selection(&args), &stager_binary(), global).await
+        }
     }
 }
 
@@ -121,14 +124,27 @@ pub(crate) fn selection(args: &Args) -> Selection {
     }
 }
 
-/// Prints one runner event.
-pub(crate) fn show(event: Event) {
+/// Prints one runner event; a running step shows a spinner with its elapsed time, except
+/// the steps that print lines of their own (images draws its own bars, follow prints the log).
+pub(crate) fn show(spinner: &StepSpinner, event: Event) {
     match event {
-        Event::Started { id, title } => eprintln!("==> {id}: {title}"),
+        Event::Started { id, title } => {
+            spinner.stop();
+            eprintln!("==> {id}: {title}");
+            if !matches!(id, StepId::Images | StepId::Follow) {
+                spinner.start(id.name(), &title);
+            }
+        }
         Event::UpToDate { id, summary } => eprintln!("    {id}: up to date ({summary})"),
         Event::NotSelected { id } => tracing::debug!("{id}: not selected"),
-        Event::Finished { id, summary } => eprintln!("    {id}: done: {summary}"),
-        Event::Failed { id, error } => eprintln!("    {id}: FAILED: {error}"),
+        Event::Finished { id, summary } => {
+            spinner.stop();
+            eprintln!("    {id}: done: {summary}");
+        }
+        Event::Failed { id, error } => {
+            spinner.stop();
+            eprintln!("    {id}: FAILED: {error}");
+        }
     }
 }
 
@@ -138,6 +154,7 @@ async fn run_local(
     plan: &Plan,
     rendered: &plan::Rendered,
     args: &Args,
+    global: &Global,
 ) -> anyhow::Result<()> {
     println!(
         "trnkit: no cluster configured (cluster.target = \"local\"): running the local profile under {}",
@@ -165,7 +182,11 @@ async fn run_local(
     let store = FileStore {
         path: work_dir.join("state.json"),
     };
-    let report = run::run(plan, &store, &mut executor, selection(args), show).await?;
+    let spinner = StepSpinner::new(global.quiet);
+    let report = run::run(plan, &store, &mut executor, selection(args), |event| {
+        show(&spinner, event);
+    })
+    .await?;
     if let Some(failed) = report.failed {
         anyhow::bail!(
             "step {failed} failed; fix the cause and run `cargo xtask deploy` again to resume there"

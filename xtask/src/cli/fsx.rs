@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
+use super::progress::spinner;
 use anyhow::{Context as _, bail};
 use fsx::io::{self, Adopt, DeleteOptions, LifecycleChange, WaitOptions};
 use fsx::spec::{DataCompression, DeploymentType};
 use fsx::{FileSystem, FileSystemSpec};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::Global;
@@ -126,18 +126,7 @@ pub async fn run(command: Command, global: &Global) -> anyhow::Result<()> {
 /// The FSx client from the standard AWS chain, with `region` (or `[cluster] region` when the
 /// chain has none).
 pub async fn client(region: Option<&str>, config: &Config) -> fsx::aws_sdk_fsx::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_owned()));
-    }
-    let mut sdk = loader.load().await;
-    if sdk.region().is_none() {
-        sdk = sdk
-            .into_builder()
-            .region(aws_config::Region::new(config.cluster.region.clone()))
-            .build();
-    }
-    fsx::aws_sdk_fsx::Client::new(&sdk)
+    fsx::aws_sdk_fsx::Client::new(&super::aws_sdk_config(region, config).await)
 }
 
 /// The file system to create, from `[storage]` and `[cluster] name`.
@@ -257,11 +246,13 @@ async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::R
 
     let mut file_system = ensured.file_system;
     if !args.no_wait && file_system.lifecycle != Some(fsx::Lifecycle::Available) {
-        let spinner = spinner(global.quiet);
-        spinner.set_message(format!(
-            "waiting for {} to become AVAILABLE",
-            file_system.file_system_id
-        ));
+        let spinner = spinner(
+            global.quiet,
+            format!(
+                "waiting for {} to become AVAILABLE",
+                file_system.file_system_id
+            ),
+        );
         let options = WaitOptions {
             timeout: args.timeout,
             ..WaitOptions::default()
@@ -452,20 +443,6 @@ fn print_file_system(
         }
     }
     Ok(())
-}
-
-fn spinner(quiet: bool) -> ProgressBar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .expect("a valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 fn non_empty(value: &str) -> Option<String> {

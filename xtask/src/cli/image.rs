@@ -465,17 +465,7 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
     let docker = ecr_image::connect(&args.flags.docker_host).await?;
 
     // ECR, through the standard AWS chain (AWS_ENDPOINT_URL included).
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let mut sdk = loader.load().await;
-    if sdk.region().is_none() {
-        sdk = sdk
-            .into_builder()
-            .region(aws_config::Region::new(config.cluster.region.clone()))
-            .build();
-    }
+    let sdk = super::aws_sdk_config(args.region.as_deref(), &config).await;
     let ecr = ecr_image::aws_sdk_ecr::Client::new(&sdk);
 
     let mut spec = RepositorySpec::new(&repository);
@@ -550,14 +540,14 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
 }
 
 /// Progress bars on stderr for the library's events.
-struct Bars {
+pub(crate) struct Bars {
     bar: ProgressBar,
     verbose: bool,
     quiet: bool,
 }
 
 impl Bars {
-    fn new(quiet: bool, verbose: bool) -> Self {
+    pub(crate) fn new(quiet: bool, verbose: bool) -> Self {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -587,7 +577,7 @@ impl Bars {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 

@@ -28,6 +28,7 @@ pub mod fsx;
 pub mod image;
 pub mod init;
 pub mod ops;
+mod progress;
 pub mod render;
 pub mod tokenize;
 
@@ -118,6 +119,25 @@ pub fn load_config(global: &Global) -> anyhow::Result<crate::config::Config> {
         Some(path) => Ok(crate::config::Config::load(path)?),
         None => Ok(crate::config::Config::default()),
     }
+}
+
+/// The AWS SDK configuration from the standard chain (`AWS_ENDPOINT_URL` included, which is how
+/// the tests point it at moto): `region` when given, else the chain's, else `[cluster] region`.
+pub async fn aws_sdk_config(
+    region: Option<&str>,
+    config: &crate::config::Config,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_some() {
+        return sdk;
+    }
+    sdk.into_builder()
+        .region(aws_config::Region::new(config.cluster.region.clone()))
+        .build()
 }
 
 /// Renders every object of the configuration the offline way: no AWS or cluster call is made.

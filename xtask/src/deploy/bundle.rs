@@ -157,7 +157,19 @@ pub fn render_all(
             &refs.training,
             &refs.stager,
         )?)?],
-        compile: vec![Manifest::from_object(&compile)?],
+        compile: {
+            // The cache check runs first unless the compile job is forced.
+            let mut objects = Vec::new();
+            if !config.training.force_compile {
+                objects.push(Manifest::from_object(&crate::staging::cache_check_job(
+                    config,
+                    &layout,
+                    &refs.stager,
+                ))?);
+            }
+            objects.push(Manifest::from_object(&compile)?);
+            objects
+        },
         train: vec![Manifest::from_object(&train)?],
         tensorboard: tensorboard_objects,
     })

@@ -38,6 +38,8 @@ pub struct Timeouts {
     pub storage: Duration,
     /// The staging Job.
     pub staging: Duration,
+    /// The compile-cache check Job.
+    pub cache_check: Duration,
     /// The compile MPIJob.
     pub compile: Duration,
     /// Pause between looks at the launcher while following.
@@ -49,6 +51,7 @@ impl Default for Timeouts {
         Self {
             storage: Duration::from_secs(30 * 60),
             staging: Duration::from_secs(4 * 60 * 60),
+            cache_check: Duration::from_secs(15 * 60),
             compile: Duration::from_secs(2 * 60 * 60),
             follow_poll: Duration::from_secs(2),
         }
@@ -71,6 +74,8 @@ pub struct ClusterExecutor<P> {
     pub timeouts: Timeouts,
     /// Receives what the follow step reads (log lines, re-attachments).
     pub on_follow: Box<dyn FnMut(&FollowEvent) + Send>,
+    /// Receives what a long step is doing now ("waiting for MPIJob … to succeed").
+    pub on_status: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 fn values(manifests: &[Manifest]) -> Vec<serde_json::Value> {
@@ -145,12 +150,15 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 .and_then(|status| status.phase.as_deref())
                 == Some("Bound")
         };
+        (self.on_status)(&format!(
+            "waiting for the claim {claim_name} to be Bound (a new FSx file system takes about 10 minutes)"
+        ));
         tokio::time::timeout(self.timeouts.storage, await_condition(claims, &claim_name, bound))
             .await
             .with_context(|| {
                 format!(
-                    "the claim {claim_name} was not Bound within {:?}: check `kubectl describe pvc {claim_name}` and the FSx CSI driver's logs",
-                    self.timeouts.storage
+                    "the claim {claim_name} was not Bound within {}: check `kubectl describe pvc {claim_name}` and the FSx CSI driver's logs",
+                    humantime::format_duration(self.timeouts.storage)
                 )
             })??;
         Ok(StepOutput {
@@ -187,22 +195,44 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 .await
                 .context("cannot store the HuggingFace token in its Secret")?;
         }
-        // A Job's pod template is immutable: a previous staging Job is replaced.
+        let manifest = step
+            .manifests
+            .iter()
+            .find(|manifest| manifest.kind == "Job")
+            .context("the staging step has no Job")?;
+        (self.on_status)(&format!(
+            "waiting for Job {} (at most {})",
+            manifest.name,
+            humantime::format_duration(self.timeouts.staging)
+        ));
+        self.run_job(manifest, self.timeouts.staging).await?;
+        Ok(StepOutput {
+            summary: "tokenizer, dataset and training code staged and tokenized".to_owned(),
+            outputs: BTreeMap::new(),
+        })
+    }
+
+    /// Runs a Job to its end: a previous Job of the same name is deleted first (a Job's pod
+    /// template is immutable, and a finished Job does not run again), then it is applied and
+    /// awaited for at most `timeout`. A failed Job is an error naming its reason.
+    async fn run_job(&self, manifest: &Manifest, timeout: Duration) -> anyhow::Result<Job> {
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), self.namespace());
-        if jobs.get_opt(crate::staging::JOB_NAME).await?.is_some() {
-            jobs.delete(crate::staging::JOB_NAME, &DeleteParams::foreground())
-                .await?;
+        let name = manifest.name.as_str();
+        if jobs.get_opt(name).await?.is_some() {
+            jobs.delete(name, &DeleteParams::foreground()).await?;
             let gone = |job: Option<&Job>| job.is_none();
             tokio::time::timeout(
                 Duration::from_secs(120),
-                await_condition(jobs.clone(), crate::staging::JOB_NAME, gone),
+                await_condition(jobs.clone(), name, gone),
             )
             .await
-            .context("the previous staging Job was not deleted within 2 minutes")??;
+            .with_context(|| {
+                format!("the previous Job {name} was not deleted within 2 minutes")
+            })??;
         }
         kube_apply::apply_all(
             &self.client,
-            &values(&step.manifests),
+            std::slice::from_ref(&manifest.value),
             self.namespace(),
             self.field_manager(),
         )
@@ -216,20 +246,18 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                     })
                 })
         };
-        let job = tokio::time::timeout(
-            self.timeouts.staging,
-            await_condition(jobs, crate::staging::JOB_NAME, finished),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "the staging Job did not finish within {:?}",
-                self.timeouts.staging
-            )
-        })??;
+        let job = tokio::time::timeout(timeout, await_condition(jobs, name, finished))
+            .await
+            .with_context(|| {
+                format!(
+                    "the Job {name} did not finish within {}",
+                    humantime::format_duration(timeout)
+                )
+            })??
+            .with_context(|| format!("the Job {name} disappeared while it ran"))?;
         let failed = job
+            .status
             .as_ref()
-            .and_then(|job| job.status.as_ref())
             .and_then(|status| status.conditions.as_ref())
             .and_then(|conditions| {
                 conditions
@@ -239,15 +267,42 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             });
         if let Some(condition) = failed {
             bail!(
-                "the staging Job failed ({}: {}); see `kubectl logs job/{} --all-containers`",
+                "the Job {name} failed ({}: {}); see `kubectl logs -n {} job/{name} --all-containers`",
                 condition.reason.unwrap_or_default(),
                 condition.message.unwrap_or_default(),
-                crate::staging::JOB_NAME
+                self.namespace()
             );
         }
-        Ok(StepOutput {
-            summary: "tokenizer, dataset and training code staged and tokenized".to_owned(),
-            outputs: BTreeMap::new(),
+        Ok(job)
+    }
+
+    /// Runs the cache-check Job and reads its answer from the log of its pod.
+    async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
+        self.run_job(manifest, self.timeouts.cache_check).await?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
+        let selector = format!("batch.kubernetes.io/job-name={}", manifest.name);
+        let mut listed = pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .with_context(|| format!("cannot list the pods of Job {}", manifest.name))?
+            .items;
+        listed.sort_by_key(|pod| pod.metadata.creation_timestamp.clone());
+        let pod = listed
+            .pop()
+            .and_then(|pod| pod.metadata.name)
+            .with_context(|| format!("the Job {} finished but has no pod", manifest.name))?;
+        let log = pods
+            .logs(
+                &pod,
+                &kube::api::LogParams {
+                    container: Some(crate::staging::CACHE_CHECK_CONTAINER.to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot read the log of pod {pod}"))?;
+        parse_cache_check(&log).with_context(|| {
+            format!("the log of pod {pod} does not end with the cache check's JSON line")
         })
     }
 
@@ -277,10 +332,53 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
     async fn compile(&self, step: &Step) -> anyhow::Result<StepOutput> {
         let manifest = step
             .manifests
-            .first()
+            .iter()
+            .find(|manifest| manifest.kind == "MPIJob")
             .context("the compile step has no MPIJob")?;
+        let mut hint = String::new();
+        if let Some(check) = step
+            .manifests
+            .iter()
+            .find(|manifest| manifest.kind == "Job")
+        {
+            (self.on_status)(&format!(
+                "checking the compile cache on the shared file system (Job {})",
+                check.name
+            ));
+            match self.check_cache(check).await {
+                Ok(coverage) if coverage.is_ready() => {
+                    return Ok(StepOutput {
+                        summary: format!(
+                            "compile job skipped: {} (set [training] force_compile = true to compile anyway)",
+                            coverage.verdict()
+                        ),
+                        outputs: BTreeMap::from([(
+                            "skipped".to_owned(),
+                            "the compile cache holds the flags' entries".to_owned(),
+                        )]),
+                    });
+                }
+                Ok(coverage) => {
+                    tracing::info!("compile cache: {}", coverage.verdict());
+                    if coverage.failed > 0 || coverage.stale_lock > 0 {
+                        hint = format!(
+                            "\nthe compile cache before this run: {}",
+                            coverage.verdict()
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    "could not check the compile cache ({error:#}); running the compile job"
+                ),
+            }
+        }
         self.replace_mpijob(manifest).await?;
         let jobs: Api<MPIJob> = Api::namespaced(self.client.clone(), self.namespace());
+        (self.on_status)(&format!(
+            "waiting for MPIJob {} to succeed (at most {})",
+            manifest.name,
+            humantime::format_duration(self.timeouts.compile)
+        ));
         match mpijob::io::wait_for_completion(&jobs, &manifest.name, self.timeouts.compile).await? {
             Outcome::Succeeded => Ok(StepOutput {
                 summary: format!("{} succeeded: the compile cache is warm", manifest.name),
@@ -295,7 +393,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                     .map(|(pod, text)| format!("\nlast lines of {pod}:\n{text}"))
                     .unwrap_or_default();
                 bail!(
-                    "the compile job {} failed: {reason}: {message}{tail}\nfix the cause, then run `cargo xtask deploy` again (it resumes at compile)",
+                    "the compile job {} failed: {reason}: {message}{tail}{hint}\nfix the cause, then run `cargo xtask deploy` again (it resumes at compile)",
                     manifest.name
                 )
             }
@@ -403,6 +501,18 @@ pub fn requirements(training: &crate::config::Training) -> kube_apply::Requireme
         neuron_devices: i64::from(training.neuron_devices_per_worker),
         efa_interfaces: i64::from(training.efa_interfaces_per_worker),
     }
+}
+
+/// The answer in the cache-check Job's log: its last line that is the JSON object
+/// `trnkit-stage cache inspect --coverage-only --json` prints.
+pub fn parse_cache_check(log: &str) -> Option<neuron_cache::Coverage> {
+    log.lines().rev().find_map(|line| {
+        serde_json::from_str::<crate::cli::cache::CoverageOutput<neuron_cache::Coverage>>(
+            line.trim(),
+        )
+        .ok()
+        .map(|output| output.coverage)
+    })
 }
 
 /// A random password of 24 URL-safe characters, from the kernel's generator.

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -85,13 +85,27 @@ fn seed_healthy_cluster(fake: &FakeApiServer) {
     }
 }
 
+/// What the cache-check Job's pod prints as its last line; `None` makes the Job fail.
+type CacheAnswer = Arc<Mutex<Option<String>>>;
+
+/// The line `trnkit-stage cache inspect --coverage-only --json` prints for these counts.
+fn coverage_line(complete: usize, failed: usize) -> String {
+    serde_json::to_string(&json!({
+        "coverage": {"flags_keys": ["725887e1", "00000000"], "compiler_version": null,
+                     "complete": complete, "failed": failed, "locked": 0, "stale_lock": 0, "incomplete": 0},
+        "flags_mismatch": null,
+    }))
+    .unwrap()
+}
+
 /// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
-/// Job, the MPI Operator finishes the compile job (failing it while `fail_compile` is set) and
+/// Job and runs the cache check (whose pod prints `cache`), the MPI Operator finishes the compile job (failing it while `fail_compile` is set) and
 /// starts the train job's launcher, whose log the test writes.
 fn play_controllers(
     fake: &FakeApiServer,
     fail_compile: Arc<AtomicBool>,
     compile_runs: Arc<AtomicUsize>,
+    cache: CacheAnswer,
 ) {
     fake.on_write("PersistentVolumeClaim", |fake, event| {
         if event.verb == WriteVerb::Apply && event.subresource.is_none() {
@@ -102,14 +116,38 @@ fn play_controllers(
             );
         }
     });
-    fake.on_write("Job", |fake, event| {
-        if event.verb == WriteVerb::Apply && event.subresource.is_none() {
-            fake.set_status::<Job>(
-                event.namespace(),
-                event.name(),
-                json!({"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}),
-            );
+    fake.on_write("Job", move |fake, event| {
+        if event.verb != WriteVerb::Apply || event.subresource.is_some() {
+            return;
         }
+        let (namespace, name) = (event.namespace().to_owned(), event.name().to_owned());
+        if name == crate::staging::CACHE_CHECK_JOB_NAME {
+            let answer = cache.lock().unwrap().clone();
+            let Some(line) = answer else {
+                fake.set_status::<Job>(
+                    &namespace,
+                    &name,
+                    json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}),
+                );
+                return;
+            };
+            let pod = format!("{name}-x7k2p");
+            fake.insert_value(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod, "namespace": namespace, "uid": "check-uid",
+                             "labels": {"batch.kubernetes.io/job-name": name}},
+                "spec": {"containers": [{"name": crate::staging::CACHE_CHECK_CONTAINER, "image": "x"}]},
+                "status": {"phase": "Succeeded"},
+            }));
+            fake.append_log(&namespace, &pod, "some warning on stderr");
+            fake.append_log(&namespace, &pod, &line);
+            fake.close_log(&namespace, &pod);
+        }
+        fake.set_status::<Job>(
+            &namespace,
+            &name,
+            json!({"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}),
+        );
     });
     fake.on_write("MPIJob", move |fake, event| {
         if event.verb != WriteVerb::Apply || event.subresource.is_some() {
@@ -151,21 +189,38 @@ fn config() -> Config {
     config
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
+/// A fake cluster with its controllers, the plan of `config`, an executor and the state store.
+struct Harness {
+    fake: FakeApiServer,
+    plan: plan::Plan,
+    executor: ClusterExecutor<FakePublisher>,
+    store: ConfigMapStore,
+    fail_compile: Arc<AtomicBool>,
+    compile_runs: Arc<AtomicUsize>,
+    cache: CacheAnswer,
+    lines: Arc<Mutex<Vec<FollowEvent>>>,
+    statuses: Arc<Mutex<Vec<String>>>,
+}
+
+async fn harness(config: Config) -> Harness {
     let fake = FakeApiServer::start().await;
     seed_healthy_cluster(&fake);
-    let fail_compile = Arc::new(AtomicBool::new(true));
+    let fail_compile = Arc::new(AtomicBool::new(false));
     let compile_runs = Arc::new(AtomicUsize::new(0));
-    play_controllers(&fake, fail_compile.clone(), compile_runs.clone());
-
-    let config = config();
+    let cache: CacheAnswer = Arc::new(Mutex::new(Some(coverage_line(0, 0))));
+    play_controllers(
+        &fake,
+        fail_compile.clone(),
+        compile_runs.clone(),
+        cache.clone(),
+    );
     let rendered =
         bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage")).unwrap();
     let plan = plan::plan(&config, &rendered);
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = lines.clone();
-    let mut executor = ClusterExecutor {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let (seen, said) = (lines.clone(), statuses.clone());
+    let executor = ClusterExecutor {
         client: fake.client(),
         config: config.clone(),
         images: rendered.images.clone(),
@@ -174,28 +229,55 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
         timeouts: Timeouts {
             storage: Duration::from_secs(10),
             staging: Duration::from_secs(10),
+            cache_check: Duration::from_secs(10),
             compile: Duration::from_secs(10),
             follow_poll: Duration::from_millis(50),
         },
         on_follow: Box::new(move |event| seen.lock().unwrap().push(event.clone())),
+        on_status: Box::new(move |status| said.lock().unwrap().push(status.to_owned())),
     };
     let store = ConfigMapStore {
         api: kube::Api::namespaced(fake.client(), "default"),
         namespace: "default".to_owned(),
         field_manager: "trnkit".to_owned(),
     };
+    Harness {
+        fake,
+        plan,
+        executor,
+        store,
+        fail_compile,
+        compile_runs,
+        cache,
+        lines,
+        statuses,
+    }
+}
+
+impl Harness {
+    async fn run(&mut self, selection: Selection) -> (run::Report, Vec<Event>) {
+        let mut events = Vec::new();
+        let report = run::run(
+            &self.plan,
+            &self.store,
+            &mut self.executor,
+            selection,
+            |event| events.push(event),
+        )
+        .await
+        .unwrap();
+        (report, events)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
+    let mut h = harness(config()).await;
+    h.fail_compile.store(true, Ordering::SeqCst);
+    let (fake, compile_runs, lines) = (h.fake.clone(), h.compile_runs.clone(), h.lines.clone());
 
     // First run: the compile job fails; the error carries the operator's reason.
-    let mut events = Vec::new();
-    let report = run::run(
-        &plan,
-        &store,
-        &mut executor,
-        Selection::default(),
-        |event| events.push(event),
-    )
-    .await
-    .unwrap();
+    let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, Some(StepId::Compile), "{events:#?}");
     let failure = events
         .iter()
@@ -208,7 +290,7 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
         failure.contains("BackoffLimitExceeded") && failure.contains("resumes at compile"),
         "{failure}"
     );
-    let state = store.load().await.unwrap();
+    let state = h.store.load().await.unwrap();
     assert_eq!(state.get(StepId::Compile).unwrap().status, Status::Failed);
     assert_eq!(state.get(StepId::Staging).unwrap().status, Status::Done);
     assert!(
@@ -225,17 +307,8 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
     assert!(!everything.contains("hf_secret_token_value"));
 
     // Second run: resumes at compile (staging is not redone), then trains and follows.
-    fail_compile.store(false, Ordering::SeqCst);
-    let mut events = Vec::new();
-    let report = run::run(
-        &plan,
-        &store,
-        &mut executor,
-        Selection::default(),
-        |event| events.push(event),
-    )
-    .await
-    .unwrap();
+    h.fail_compile.store(false, Ordering::SeqCst);
+    let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, None, "{events:#?}");
     assert_eq!(
         report.ran,
@@ -247,7 +320,7 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
             StepId::Follow
         ]
     );
-    assert_eq!(executor.publisher.calls, 1, "images are not rebuilt");
+    assert_eq!(h.executor.publisher.calls, 1, "images are not rebuilt");
     assert_eq!(compile_runs.load(Ordering::SeqCst), 2);
     let followed = lines.lock().unwrap().clone();
     assert!(
@@ -269,19 +342,13 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
 
     // Third run: nothing to do; no MPIJob is written again.
     fake.clear_requests();
-    let report = run::run(
-        &plan,
-        &store,
-        &mut executor,
-        Selection {
+    let (report, _) = h
+        .run(Selection {
             skip_follow: true,
             ..Selection::default()
-        },
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert!(report.nothing_to_do(&plan), "{report:?}");
+        })
+        .await;
+    assert!(report.nothing_to_do(&h.plan), "{report:?}");
     assert!(
         fake.requests()
             .iter()
@@ -296,4 +363,127 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
         password_before,
         "the password is kept"
     );
+}
+
+fn finished_summary(events: &[Event], step: StepId) -> String {
+    events
+        .iter()
+        .find_map(|event| match event {
+            Event::Finished { id, summary } if *id == step => Some(summary.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{step} did not finish: {events:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_compile_cache_skips_the_compile_job_and_training_starts() {
+    let mut h = harness(config()).await;
+    *h.cache.lock().unwrap() = Some(coverage_line(12, 0));
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert!(report.ran.contains(&StepId::Compile));
+    let summary = finished_summary(&events, StepId::Compile);
+    assert!(
+        summary.contains("compile job skipped") && summary.contains("12 complete entries"),
+        "{summary}"
+    );
+    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 0);
+    assert!(
+        h.fake
+            .get::<MPIJob>("default", "test-mpi-compile")
+            .is_none()
+    );
+    assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_some());
+    let check: Job = h.fake.get("default", "trnkit-cache-check").unwrap();
+    let command = check.spec.unwrap().template.spec.unwrap().containers[0]
+        .command
+        .clone()
+        .unwrap();
+    assert!(
+        command.starts_with(&[
+            "trnkit-stage".to_owned(),
+            "cache".to_owned(),
+            "inspect".to_owned()
+        ]) && command.contains(&"--coverage-only".to_owned()),
+        "{command:?}"
+    );
+    let statuses = h.statuses.lock().unwrap().clone();
+    assert!(
+        statuses
+            .iter()
+            .any(|status| status.starts_with("checking the compile cache")),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        h.store
+            .load()
+            .await
+            .unwrap()
+            .get(StepId::Compile)
+            .unwrap()
+            .status,
+        Status::Done
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_cache_runs_the_compile_job_and_says_what_it_waits_for() {
+    let mut h = harness(config()).await;
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
+    let statuses = h.statuses.lock().unwrap().clone();
+    for expected in [
+        "waiting for the claim fsx-claim to be Bound",
+        "waiting for Job trnkit-staging",
+        "checking the compile cache",
+        "waiting for MPIJob test-mpi-compile to succeed (at most 10s)",
+    ] {
+        assert!(
+            statuses.iter().any(|status| status.starts_with(expected)),
+            "{expected:?} not in {statuses:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cache_check_does_not_block_the_compile_job() {
+    let mut h = harness(config()).await;
+    *h.cache.lock().unwrap() = None;
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
+    assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_compile_failures_are_named_when_the_compile_job_fails() {
+    let mut h = harness(config()).await;
+    *h.cache.lock().unwrap() = Some(coverage_line(3, 2));
+    h.fail_compile.store(true, Ordering::SeqCst);
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Compile));
+    let failure = events
+        .iter()
+        .find_map(|event| match event {
+            Event::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        failure.contains("2 failed") && failure.contains("cache prune --failed"),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_compile_runs_the_compile_job_without_asking_the_cache() {
+    let mut config = config();
+    config.training.force_compile = true;
+    let mut h = harness(config).await;
+    *h.cache.lock().unwrap() = Some(coverage_line(12, 0));
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
+    assert!(h.fake.get::<Job>("default", "trnkit-cache-check").is_none());
 }

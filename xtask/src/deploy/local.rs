@@ -126,7 +126,13 @@ impl LocalExecutor {
         let flags = neuron_cache::parse_neuron_cc_flags(&self.config.training.neuron_cc_flags)?;
         let report = neuron_cache::inspect(&root, &neuron_cache::InspectOptions::default())?;
         let coverage = neuron_cache::coverage(&report, &flags.key(), &flags.legacy_key(), None);
-        let summary = if coverage.is_ready() {
+        let summary = if self.config.training.force_compile {
+            format!(
+                "force_compile is set: in the cluster the compile job {} would run whatever the cache holds ({})",
+                self.config.training.compile_job_name,
+                coverage.verdict()
+            )
+        } else if coverage.is_ready() {
             format!(
                 "the compile cache holds {} complete entries for flags key {}: the compile job would be skipped",
                 coverage.complete,

@@ -261,8 +261,17 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
             digest: compile_digest,
             always: false,
             actions: {
-                let mut actions = vec![format!("inspect the compile cache for NEURON_CC_FLAGS {:?}", training.neuron_cc_flags)];
-                actions.extend(describe(&rendered.compile, "apply"));
+                let mut actions = Vec::new();
+                if training.force_compile {
+                    actions.push("force_compile is set: run the compile job whatever the cache holds".to_owned());
+                } else {
+                    actions.push(format!(
+                        "run Job/{} (trnkit-stage cache inspect on the shared compile cache) and skip the compile job when it holds complete entries for NEURON_CC_FLAGS {:?}",
+                        crate::staging::CACHE_CHECK_JOB_NAME, training.neuron_cc_flags
+                    ));
+                }
+                let jobs: Vec<Manifest> = rendered.compile.iter().filter(|manifest| manifest.kind == "MPIJob").cloned().collect();
+                actions.extend(describe(&jobs, "apply"));
                 actions.push(format!("wait for Succeeded (at most {})", training.compile_timeout));
                 actions
             },
