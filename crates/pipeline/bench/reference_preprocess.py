@@ -15,9 +15,17 @@ This harness therefore:
   * `--mode nemo` instead follows NeMo's `preprocess_data_for_megatron.py` (A.6): ids from
     `convert_tokens_to_ids(tokenize(text))`, empty documents skipped, `--need-pad-id`.
 
+The ids depend on the transformers version (formats.md A.5, "Determinism"): Megatron-LM runs
+today's transformers 5, which rebuilds a Llama tokenizer's pre-tokenizer; NeMo and
+neuronx-nemo-megatron pin transformers 4, which uses tokenizer.json as written. Compare each mode
+with its own stack:
+    --mode megatron   in a venv with transformers>=5
+    --mode nemo       in a venv with transformers>=4.40,<5
+
 Setup (Python 3.11 works with megatron-core 0.16.1; 3.12 takes 0.19.x):
-    python3 -m venv V && V/bin/pip install transformers tokenizers numpy
-    V/bin/pip download --no-deps megatron-core -d wheel && (cd wheel && unzip -q -o *.whl)
+    python3 -m venv V && V/bin/pip install 'transformers>=5' tokenizers numpy
+    python3 -m venv V4 && V4/bin/pip install 'transformers>=4.40,<5' tokenizers numpy
+    V/bin/pip download --no-deps megatron-core==0.16.1 -d wheel && (cd wheel && unzip -q -o *.whl)
 Run:
     HF_HUB_OFFLINE=1 V/bin/python reference_preprocess.py --megatron-core wheel \\
         --input corpus.jsonl --output-prefix out/ref --tokenizer-model llama2-tokenizer \\
@@ -39,7 +47,9 @@ def load_megatron(root):
 
     The torch stub exists only while they import (they bind the name at import time), so
     transformers still sees that torch is not installed."""
-    import transformers  # noqa: F401  (imported before the stub exists)
+    # Resolved before the stub exists (transformers 4 imports AutoTokenizer lazily, and would
+    # otherwise meet the stub and fail on its missing __spec__).
+    from transformers import AutoTokenizer  # noqa: F401
     for name in ["torch", "megatron", "megatron.core", "megatron.core.datasets",
                  "megatron.core.tokenizers", "megatron.core.tokenizers.text",
                  "megatron.core.tokenizers.text.libraries"]:
@@ -93,8 +103,12 @@ class Encoder:
     def initializer(self):
         _, hf = load_megatron(self.args.megatron_core)
         if self.args.mode == "megatron":
+            # use_fast=True: Megatron-LM's tools/preprocess_data.py loads AutoTokenizer with
+            # its default (fast); megatron-core's class defaults to slow, which transformers 4
+            # can only build from a sentencepiece model (transformers 5 has no slow Llama).
             Encoder.tokenizer = hf.HuggingFaceTokenizer(self.args.tokenizer_model,
-                                                        include_special_tokens=True)
+                                                        include_special_tokens=True,
+                                                        use_fast=True)
             Encoder.eod = Encoder.tokenizer.eod
         else:
             from transformers import AutoTokenizer

@@ -7,7 +7,10 @@
 //! - [`tokenize()`]: JSONL (plain, `.gz`, `.zst`; files, directories, globs) into one dataset per
 //!   JSON key, byte-identical to NeMo's `preprocess_data_for_megatron.py` ([`Mode::Nemo`], the
 //!   blueprint's tool) or Megatron-LM's `tools/preprocess_data.py` ([`Mode::Megatron`]), in
-//!   parallel with ordered output, optionally one shard `I/N` of the input.
+//!   parallel with ordered output, optionally one shard `I/N` of the input. Each mode follows
+//!   its tool's own stack: NeMo's pins transformers 4 (tokenizer.json as written), Megatron-LM's
+//!   runs transformers 5 (which rebuilds a Llama tokenizer's pre-tokenizer); both checked
+//!   byte for byte with `bench/reference_preprocess.py`.
 //! - [`Tokenizer`]: a HuggingFace `tokenizer.json` with the `tokenizers` crate as the reference,
 //!   plus an exact fast path for Llama-style tokenizers, checked when the tokenizer loads.
 //! - [`stage`]: copies or downloads (HuggingFace Hub protocol, resumable, checksummed) the

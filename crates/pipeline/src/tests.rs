@@ -796,7 +796,9 @@ fn llama2_tokenizer_matches_the_reference_when_available() {
         assert_eq!(ids, expected);
     }
     // Ids observed with Python transformers 5.24 (`tokenizer(text).input_ids`), the stack of
-    // Megatron-LM's preprocess_data.py, and with Python `tokenizers` on tokenizer.json as written.
+    // Megatron-LM's preprocess_data.py, and with Python `tokenizers` on tokenizer.json as written,
+    // which is also what transformers 4.57 (NeMo's stack) gives for
+    // `convert_tokens_to_ids(tokenize(text))`.
     let megatron = Tokenizer::from_path(Path::new(&dir), Mode::Megatron, false).expect("load");
     let nemo = Tokenizer::from_path(Path::new(&dir), Mode::Nemo, false).expect("load");
     let cases: &[(&str, &[u32], &[u32])] = &[

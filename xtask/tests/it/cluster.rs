@@ -8,8 +8,10 @@
 //! ```
 //!
 //! They apply a Namespace `trnkit-e2e-<random>` and a ConfigMap in it by server-side apply,
-//! re-apply them (unchanged), change the ConfigMap (configured), delete both, and run the
-//! preflight read-only. Nothing needs Trainium.
+//! re-apply them (unchanged), change the ConfigMap (configured), delete both; run the preflight
+//! read-only; and run deploy's plan with its state in a real `trnkit-state` ConfigMap (a
+//! scripted executor fails compile once: the re-run resumes there, the third run has nothing to
+//! do). Nothing needs Trainium.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -80,4 +82,111 @@ async fn preflight_reads_a_real_cluster() -> TestResult {
         assert!(check.fix.is_some(), "{} failed without a fix", check.id);
     }
     Ok(())
+}
+
+/// Runs every step as done, except `fail` (once), and records what it was asked to run.
+struct Scripted {
+    fail: Option<xtask::deploy::plan::StepId>,
+    ran: Vec<xtask::deploy::plan::StepId>,
+}
+
+impl xtask::deploy::run::Executor for Scripted {
+    async fn execute(
+        &mut self,
+        step: &xtask::deploy::plan::Step,
+        _previous: Option<&xtask::deploy::state::StepRecord>,
+    ) -> anyhow::Result<xtask::deploy::run::StepOutput> {
+        self.ran.push(step.id);
+        if self.fail.take_if(|fail| *fail == step.id).is_some() {
+            anyhow::bail!("{} broke on purpose", step.id);
+        }
+        Ok(xtask::deploy::run::StepOutput {
+            summary: "done".to_owned(),
+            outputs: Default::default(),
+        })
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs cluster: set KUBECONFIG"]
+async fn deploy_state_in_a_real_configmap_resumes_and_reruns_idempotently() -> TestResult {
+    deploy_state_flow(client().await?).await
+}
+
+/// The same flow on the FAKE API server, so that it runs in every `cargo test`.
+#[tokio::test]
+async fn deploy_state_flow_on_the_fake_api_server() -> TestResult {
+    let fake = test_support::fake_apiserver::FakeApiServer::start().await;
+    deploy_state_flow(fake.client()).await
+}
+
+async fn deploy_state_flow(client: kube::Client) -> TestResult {
+    use xtask::deploy::plan::StepId;
+    use xtask::deploy::run::{Selection, run};
+    use xtask::deploy::state::{ConfigMapStore, StateStore, Status};
+
+    let namespace = format!(
+        "trnkit-e2e-{:08x}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos()
+    );
+    let ns =
+        vec![json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } })];
+    apply_all(&client, &ns, "default", "trnkit-e2e").await?;
+    let result = async {
+        let mut config = xtask::config::Config::default();
+        config.cluster.namespace = namespace.clone();
+        let rendered = xtask::deploy::bundle::render_all(
+            &config,
+            None,
+            None,
+            std::path::Path::new("trnkit-stage"),
+        )?;
+        let plan = xtask::deploy::plan::plan(&config, &rendered);
+        let store = ConfigMapStore {
+            api: kube::Api::namespaced(client.clone(), &namespace),
+            namespace: namespace.clone(),
+            field_manager: "trnkit-e2e".to_owned(),
+        };
+        let selection = || Selection {
+            skip_follow: true,
+            ..Selection::default()
+        };
+
+        let mut first = Scripted {
+            fail: Some(StepId::Compile),
+            ran: Vec::new(),
+        };
+        let report = run(&plan, &store, &mut first, selection(), |_| {}).await?;
+        assert_eq!(report.failed, Some(StepId::Compile));
+        assert!(!first.ran.contains(&StepId::Train), "{:?}", first.ran);
+        let state = store.load().await?;
+        assert_eq!(
+            state.get(StepId::Compile).map(|r| r.status),
+            Some(Status::Failed)
+        );
+
+        let mut second = Scripted {
+            fail: None,
+            ran: Vec::new(),
+        };
+        let report = run(&plan, &store, &mut second, selection(), |_| {}).await?;
+        assert_eq!(report.failed, None);
+        assert!(
+            !second.ran.contains(&StepId::Staging),
+            "resumed at compile: {:?}",
+            second.ran
+        );
+        assert!(second.ran.contains(&StepId::Compile) && second.ran.contains(&StepId::Train));
+
+        let mut third = Scripted {
+            fail: None,
+            ran: Vec::new(),
+        };
+        let report = run(&plan, &store, &mut third, selection(), |_| {}).await?;
+        assert!(report.nothing_to_do(&plan), "{report:?}");
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    }
+    .await;
+    delete_all(&client, &ns, "default").await?;
+    result
 }
