@@ -34,6 +34,11 @@ pub struct LogsArgs {
     /// Lines from the end to show first (without --follow).
     #[arg(long, default_value_t = 100)]
     pub tail: i64,
+    /// Show node N's own log file instead (0 to workers - 1): the `tee` of that node's torchrun
+    /// output, `nemo_experiments/<launcher UID>/<N>/log` on the shared file system, read with
+    /// `tail` in worker N through `kubectl exec` (the blueprint's `kubectl exec ... tail -f`).
+    #[arg(long, value_name = "N")]
+    pub rank: Option<u32>,
 }
 
 /// `cleanup`: delete what deploy created in the cluster.
@@ -172,6 +177,9 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
         &config.training.train_job_name
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &config.cluster.namespace);
+    if let Some(rank) = args.rank {
+        return rank_log(&config, &pods, name, rank, &args).await;
+    }
     if !args.follow {
         let (pod, text) = mpijob::io::launcher_log_tail(&pods, name, args.tail)
             .await?
@@ -205,6 +213,84 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `logs --rank N`: `tail [-F]` of node N's log file, in worker N.
+async fn rank_log(
+    config: &crate::config::Config,
+    pods: &Api<Pod>,
+    job: &str,
+    rank: u32,
+    args: &LogsArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        i64::from(rank) < i64::from(config.training.workers),
+        "--rank {rank} is out of range: the job has {} workers (ranks 0 to {})",
+        config.training.workers,
+        config.training.workers - 1
+    );
+    let launcher = mpijob::io::launcher_pods(pods, job)
+        .await?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no launcher pod of {job} exists (yet)"))?;
+    let uid = launcher
+        .metadata
+        .uid
+        .context("the launcher pod has no UID")?;
+    let path = crate::render::layout(config)?.rank_log(&uid, rank)?;
+    let mut tail = vec!["tail".to_owned(), "-n".to_owned(), args.tail.to_string()];
+    if args.follow {
+        tail.push("-F".to_owned());
+    }
+    tail.push(path.display().to_string());
+    let pod = format!("{job}-worker-{rank}");
+    eprintln!("==> {pod}: {}", path.display());
+    let status = kubectl(&kubectl_exec_args(config, &pod, false, &tail))
+        .status()
+        .await
+        .context(KUBECTL_MISSING)?;
+    anyhow::ensure!(
+        status.success(),
+        "kubectl exec into {pod} failed ({status}); the log appears once node {rank} has started training"
+    );
+    Ok(())
+}
+
+const KUBECTL_MISSING: &str = "cannot run kubectl: install it (https://kubernetes.io/docs/tasks/tools/) and configure the cluster's context";
+
+/// The arguments of `kubectl [--context C] --namespace NS exec [-it] POD -- COMMAND...`. No
+/// shell is involved; every value comes from the validated configuration or the API.
+pub fn kubectl_exec_args(
+    config: &crate::config::Config,
+    pod: &str,
+    interactive: bool,
+    command: &[String],
+) -> Vec<String> {
+    let mut args = Vec::new();
+    if !config.cluster.kube_context.is_empty() {
+        args.extend(["--context".to_owned(), config.cluster.kube_context.clone()]);
+    }
+    args.extend([
+        "--namespace".to_owned(),
+        config.cluster.namespace.clone(),
+        "exec".to_owned(),
+    ]);
+    if interactive {
+        args.push("-it".to_owned());
+    }
+    args.extend([pod.to_owned(), "--".to_owned()]);
+    args.extend(command.iter().cloned());
+    args
+}
+
+fn kubectl(args: &[String]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("kubectl");
+    if let Ok(dir) = std::env::current_dir() {
+        command.current_dir(dir);
+    }
+    command.args(args);
+    command
 }
 
 pub async fn stop(global: &Global) -> anyhow::Result<()> {
@@ -369,30 +455,59 @@ pub async fn top(args: TopArgs, global: &Global) -> anyhow::Result<()> {
         config.training.workers
     );
     let pod = format!("{}-worker-{}", config.training.train_job_name, args.worker);
-    let mut command = tokio::process::Command::new("kubectl");
-    command.current_dir(std::env::current_dir()?);
-    if !config.cluster.kube_context.is_empty() {
-        command.args(["--context", &config.cluster.kube_context]);
-    }
-    command.args([
-        "--namespace",
-        &config.cluster.namespace,
-        "exec",
-        "-it",
-        &pod,
-        "--",
-        "/bin/bash",
-        "-l",
-        "-c",
-        "neuron-top",
-    ]);
-    let status = command
+    let top = ["/bin/bash", "-l", "-c", "neuron-top"].map(str::to_owned);
+    let status = kubectl(&kubectl_exec_args(&config, &pod, true, &top))
         .status()
         .await
-        .context("cannot run kubectl: install it (https://kubernetes.io/docs/tasks/tools/) and configure the cluster's context")?;
+        .context(KUBECTL_MISSING)?;
     anyhow::ensure!(
         status.success(),
         "kubectl exec into {pod} failed ({status})"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kubectl_exec_args, training_figures};
+    use crate::config::Config;
+
+    #[test]
+    fn kubectl_exec_takes_context_namespace_and_argv_without_a_shell() {
+        let mut config = Config::default();
+        config.cluster.namespace = "train".to_owned();
+        let tail = ["tail", "-n", "5", "-F", "/shared/nemo_experiments/u/1/log"].map(str::to_owned);
+        assert_eq!(
+            kubectl_exec_args(&config, "test-mpi-train-worker-1", false, &tail).join(" "),
+            "--namespace train exec test-mpi-train-worker-1 -- tail -n 5 -F /shared/nemo_experiments/u/1/log"
+        );
+        config.cluster.kube_context = "arn:aws:eks:us-west-2:1:cluster/c".to_owned();
+        let args = kubectl_exec_args(&config, "w", true, &["neuron-top".to_owned()]);
+        assert_eq!(
+            args,
+            [
+                "--context",
+                "arn:aws:eks:us-west-2:1:cluster/c",
+                "--namespace",
+                "train",
+                "exec",
+                "-it",
+                "w",
+                "--",
+                "neuron-top"
+            ]
+        );
+    }
+
+    #[test]
+    fn training_figures_take_the_latest_values() {
+        let log = "Epoch 0: 1/100 reduced_train_loss=10.5, global_step=1.0, throughput=2.1\n\
+                   noise throughput=\n\
+                   Epoch 0: 2/100 reduced_train_loss=9.75, global_step=2.0, gradient_norm=1.5e-1\n";
+        let figures = training_figures(log);
+        assert_eq!(figures["reduced_train_loss"], "9.75");
+        assert_eq!(figures["global_step"], "2.0");
+        assert_eq!(figures["throughput"], "2.1");
+        assert_eq!(figures["gradient_norm"], "1.5e-1");
+    }
 }
