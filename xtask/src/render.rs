@@ -40,7 +40,7 @@ pub enum RenderError {
     Layout(#[source] fsx::Error),
     /// The image registry cannot be named.
     #[error(
-        "cannot name the ECR registry: set cluster.account_id or image.registry (deploy asks STS for the account)"
+        "cannot name the ECR registry: set cluster.account_id or image.registry (deploy asks STS for the account, but --dry-run and render contact nothing)"
     )]
     NoRegistry,
     /// An object could not be serialized.

@@ -128,6 +128,15 @@ pub(crate) async fn deploy(
     global: &super::Global,
 ) -> anyhow::Result<()> {
     let spinner = StepSpinner::new(global.quiet);
+    // Who we act as in AWS, before anything is rendered or touched: the account names the ECR
+    // registry, and credentials for another account than the configured one stop here.
+    let sdk = super::aws_sdk_config(Some(&config.cluster.region), config).await;
+    let identity = crate::aws_identity::fetch(&sdk).await?;
+    let config = &crate::aws_identity::reconcile(config, &identity)?;
+    eprintln!(
+        "AWS account {} as {} in {}",
+        identity.account, identity.arn, config.cluster.region
+    );
     let client = client(config).await?;
     let facts = kube_apply::fetch_facts(&client).await;
     let training = &config.training;
