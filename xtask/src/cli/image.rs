@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ecr_image::{
@@ -548,16 +547,11 @@ pub(crate) struct Bars {
 
 impl Bars {
     pub(crate) fn new(quiet: bool, verbose: bool) -> Self {
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new_spinner()
-        };
+        let bar = super::progress::spinner(quiet, "");
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix:.bold} {msg}")
                 .expect("valid template"),
         );
-        bar.enable_steady_tick(Duration::from_millis(120));
         Self {
             bar,
             verbose,

@@ -279,13 +279,7 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
     // First run: the compile job fails; the error carries the operator's reason.
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, Some(StepId::Compile), "{events:#?}");
-    let failure = events
-        .iter()
-        .find_map(|event| match event {
-            Event::Failed { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let failure = failure(&events);
     assert!(
         failure.contains("BackoffLimitExceeded") && failure.contains("resumes at compile"),
         "{failure}"
@@ -363,6 +357,17 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
         password_before,
         "the password is kept"
     );
+}
+
+/// The error of the step that failed.
+fn failure(events: &[Event]) -> String {
+    events
+        .iter()
+        .find_map(|event| match event {
+            Event::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no step failed: {events:#?}"))
 }
 
 fn finished_summary(events: &[Event], step: StepId) -> String {
@@ -463,13 +468,7 @@ async fn cached_compile_failures_are_named_when_the_compile_job_fails() {
     h.fail_compile.store(true, Ordering::SeqCst);
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, Some(StepId::Compile));
-    let failure = events
-        .iter()
-        .find_map(|event| match event {
-            Event::Failed { error, .. } => Some(error.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let failure = failure(&events);
     assert!(
         failure.contains("2 failed") && failure.contains("cache prune --failed"),
         "{failure}"
