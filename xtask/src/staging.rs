@@ -18,6 +18,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use anyhow::Context as _;
+
 use crate::config::Config;
 
 /// The Job's name.
@@ -37,7 +39,72 @@ fn file_name(path: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
-/// The staging Job for `config`, with the training image (for `git`) and the stager image.
+/// The sharded tokenization Job's name (`data.shards` > 1).
+pub const SHARDS_JOB_NAME: &str = "trnkit-tokenize";
+/// The Job that merges the shards' datasets (`data.shards` > 1).
+pub const MERGE_JOB_NAME: &str = "trnkit-merge";
+
+/// The Jobs of the staging step, to run one after the other: with `data.shards = 1` the one
+/// staging Job (checkout, stage, tokenize); with more, the staging Job (checkout, stage), the
+/// Indexed Job whose pods tokenize one shard each onto the shared file system, and the Job
+/// that merges the shards in order (byte-identical to a single run).
+pub fn jobs(
+    config: &Config,
+    layout: &SharedLayout,
+    training_image: &str,
+    stager_image: &str,
+) -> anyhow::Result<Vec<Job>> {
+    let staging = job(config, layout, training_image, stager_image)?;
+    if config.data.shards <= 1 {
+        return Ok(vec![staging]);
+    }
+    let data = &config.data;
+    let shards = pipeline::job::ShardJobConfig {
+        name: SHARDS_JOB_NAME.to_owned(),
+        namespace: config.cluster.namespace.clone(),
+        image: stager_image.to_owned(),
+        shards: data.shards,
+        parallelism: data.shards,
+        claim_name: config.storage.claim_name.clone(),
+        mount_path: text(layout.root().to_path_buf()),
+        inputs: vec![text(layout.merged_jsonl())],
+        tokenizer_dir: text(layout.tokenizer_dir()),
+        output_prefix: text(layout.output_prefix()),
+        json_keys: data.json_keys.clone(),
+        mode: data.pipeline_mode(),
+        append_eod: data.append_eod,
+        need_pad_id: data.need_pad_id,
+        workers_per_pod: 4,
+        memory: "4Gi".to_owned(),
+        backoff_limit_per_index: 2,
+    };
+    let parts = Parts { config, layout };
+    let mut merges: Vec<Container> = data
+        .json_keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| {
+            let mut command = vec!["trnkit-stage".to_owned()];
+            command.extend(pipeline::job::merge_args(&shards, key));
+            parts.container(
+                &format!("merge-{index}"),
+                stager_image,
+                command,
+                None,
+                ("1", "1Gi"),
+            )
+        })
+        .collect();
+    let last = merges.pop().context("data.json_keys is empty")?;
+    Ok(vec![
+        staging,
+        pipeline::job::shard_job(&shards),
+        parts.job(MERGE_JOB_NAME, 1, merges, last),
+    ])
+}
+
+/// The staging Job for `config`, with the training image (for `git`) and the stager image. With
+/// `data.shards` > 1 it only checks out and stages; [`jobs`] adds the tokenization.
 pub fn job(
     config: &Config,
     layout: &SharedLayout,
@@ -114,27 +181,30 @@ pub fn job(
         }),
     };
     let parts = Parts { config, layout };
-    Ok(parts.job(
-        JOB_NAME,
-        2,
-        vec![
-            parts.container(
-                "checkout",
-                training_image,
-                vec!["/bin/sh".to_owned(), "-c".to_owned(), checkout_script],
-                None,
-                ("1", "2Gi"),
-            ),
-            parts.container(
-                "stage",
-                stager_image,
-                stage,
-                Some(vec![hf_token]),
-                ("2", "2Gi"),
-            ),
-        ],
-        parts.container("tokenize", stager_image, tokenize, None, ("8", "4Gi")),
-    ))
+    let checkout = parts.container(
+        "checkout",
+        training_image,
+        vec!["/bin/sh".to_owned(), "-c".to_owned(), checkout_script],
+        None,
+        ("1", "2Gi"),
+    );
+    let stage = parts.container(
+        "stage",
+        stager_image,
+        stage,
+        Some(vec![hf_token]),
+        ("2", "2Gi"),
+    );
+    Ok(if data.shards > 1 {
+        parts.job(JOB_NAME, 2, vec![checkout], stage)
+    } else {
+        parts.job(
+            JOB_NAME,
+            2,
+            vec![checkout, stage],
+            parts.container("tokenize", stager_image, tokenize, None, ("8", "4Gi")),
+        )
+    })
 }
 
 /// The cache-check Job's name.

@@ -254,6 +254,17 @@ pub struct Data {
     pub hf_token_secret: String,
 }
 
+impl Data {
+    /// The tokenization semantics `mode` names (validation accepts only the two).
+    pub fn pipeline_mode(&self) -> pipeline::Mode {
+        if self.mode == "megatron" {
+            pipeline::Mode::Megatron
+        } else {
+            pipeline::Mode::Nemo
+        }
+    }
+}
+
 impl Default for Data {
     fn default() -> Self {
         Self {

@@ -151,12 +151,10 @@ pub fn render_all(
     Ok(Rendered {
         images: rendered_images,
         storage: storage_manifests(config, file_system)?,
-        staging: vec![Manifest::from_object(&crate::staging::job(
-            config,
-            &layout,
-            &refs.training,
-            &refs.stager,
-        )?)?],
+        staging: crate::staging::jobs(config, &layout, &refs.training, &refs.stager)?
+            .iter()
+            .map(Manifest::from_object)
+            .collect::<Result<_, _>>()?,
         compile: {
             // The cache check runs first unless the compile job is forced.
             let mut objects = Vec::new();

@@ -195,17 +195,23 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 .await
                 .context("cannot store the HuggingFace token in its Secret")?;
         }
-        let manifest = step
+        // One Job, or staging, the sharded tokenization and the merge, one after the other.
+        let jobs: Vec<&Manifest> = step
             .manifests
             .iter()
-            .find(|manifest| manifest.kind == "Job")
-            .context("the staging step has no Job")?;
-        (self.on_status)(&format!(
-            "waiting for Job {} (at most {})",
-            manifest.name,
-            humantime::format_duration(self.timeouts.staging)
-        ));
-        self.run_job(manifest, self.timeouts.staging).await?;
+            .filter(|manifest| manifest.kind == "Job")
+            .collect();
+        anyhow::ensure!(!jobs.is_empty(), "the staging step has no Job");
+        for (index, manifest) in jobs.iter().enumerate() {
+            (self.on_status)(&format!(
+                "waiting for Job {} ({}/{}, at most {})",
+                manifest.name,
+                index + 1,
+                jobs.len(),
+                humantime::format_duration(self.timeouts.staging)
+            ));
+            self.run_job(manifest, self.timeouts.staging).await?;
+        }
         Ok(StepOutput {
             summary: "tokenizer, dataset and training code staged and tokenized".to_owned(),
             outputs: BTreeMap::new(),

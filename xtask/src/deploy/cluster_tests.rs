@@ -486,3 +486,31 @@ async fn force_compile_runs_the_compile_job_without_asking_the_cache() {
     assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
     assert!(h.fake.get::<Job>("default", "trnkit-cache-check").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_staging_runs_its_three_jobs_in_order() {
+    let mut config = config();
+    config.data.shards = 3;
+    let mut h = harness(config).await;
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    let applied: Vec<String> = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|request| request.method == "PATCH" && request.path.contains("/jobs/"))
+        .filter_map(|request| request.path.rsplit('/').next().map(str::to_owned))
+        .filter(|name| name != crate::staging::CACHE_CHECK_JOB_NAME)
+        .collect();
+    assert_eq!(
+        applied,
+        ["trnkit-staging", "trnkit-tokenize", "trnkit-merge"]
+    );
+    let statuses = h.statuses.lock().unwrap().clone();
+    assert!(
+        statuses
+            .iter()
+            .any(|status| status.starts_with("waiting for Job trnkit-merge (3/3")),
+        "{statuses:?}"
+    );
+}

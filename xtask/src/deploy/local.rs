@@ -84,11 +84,7 @@ impl LocalExecutor {
             ),
         )?;
 
-        let mode = if self.config.data.mode == "megatron" {
-            pipeline::Mode::Megatron
-        } else {
-            pipeline::Mode::Nemo
-        };
+        let mode = self.config.data.pipeline_mode();
         let tokenizer = pipeline::Tokenizer::from_path(
             &layout.tokenizer_dir(),
             mode,

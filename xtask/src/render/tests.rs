@@ -23,6 +23,32 @@ fn every_rendered_object_snapshot() {
     }
 }
 
+/// A configuration that tokenizes in 4 shards, with two JSON keys.
+fn sharded() -> Config {
+    let mut config = Config::default();
+    config.data.shards = 4;
+    config.data.json_keys = vec!["text".to_owned(), "title".to_owned()];
+    config
+}
+
+/// With `data.shards` > 1 the staging step is three Jobs: staging (checkout, stage), the Indexed
+/// Job of the shards, and the merge.
+#[test]
+fn sharded_staging_jobs_snapshot() {
+    let all = manifests(&sharded());
+    let jobs: Vec<&Manifest> = all
+        .iter()
+        .filter(|manifest| {
+            manifest.kind == "Job" && manifest.name != crate::staging::CACHE_CHECK_JOB_NAME
+        })
+        .collect();
+    let names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
+    assert_eq!(names, ["trnkit-staging", "trnkit-tokenize", "trnkit-merge"]);
+    for job in jobs {
+        insta::assert_snapshot!(format!("sharded-job-{}", job.name), job.to_yaml());
+    }
+}
+
 #[test]
 fn mpijobs_carry_the_blueprint_paths_from_the_layout() {
     let all = manifests(&Config::default());
@@ -93,15 +119,18 @@ fn written_yaml_reads_back_and_mpijobs_pass_the_strict_crd_schema() {
 #[tokio::test]
 async fn built_in_kinds_pass_kubernetes_validate_strict() {
     let dir = tempfile::tempdir().unwrap();
-    let all = manifests(&Config::default());
-    let written = render::write(&dir.path().join("m"), &all).unwrap();
-    let files: Vec<PathBuf> = all
-        .iter()
-        .zip(&written)
-        .filter(|(manifest, _)| manifest.kind != "MPIJob")
-        .map(|(_, path)| path.clone())
-        .collect();
-    assert!(files.len() >= 5);
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (name, config) in [("default", Config::default()), ("sharded", sharded())] {
+        let all = manifests(&config);
+        let written = render::write(&dir.path().join(name), &all).unwrap();
+        files.extend(
+            all.iter()
+                .zip(&written)
+                .filter(|(manifest, _)| manifest.kind != "MPIJob")
+                .map(|(_, path)| path.clone()),
+        );
+    }
+    assert!(files.len() >= 12);
     let Some(output) = test_support::services::kubernetes_validate_strict(dir.path(), &files).await
     else {
         return;

@@ -1,8 +1,10 @@
 //! Integration tests of xtask's Kubernetes IO (`xtask::kube_apply`) against the FAKE Kubernetes
 //! API server, the compile-cache check Job's command run with the real `trnkit-stage`
-//! (`cache_check`), and an opt-in suite against a real cluster (`cluster` module).
+//! (`cache_check`), the staging Jobs' tokenization commands run with it, sharded and single
+//! (`sharded`), and an opt-in suite against a real cluster (`cluster` module).
 
 mod cache_check;
 mod cluster;
 mod kube_apply;
 mod preflight;
+mod sharded;

@@ -1,0 +1,120 @@
+//! The staging step's tokenization as the cluster runs it, with the real `trnkit-stage`: the
+//! commands of the rendered Jobs, executed on a small corpus laid out like `/shared`. The
+//! sharded Jobs (`data.shards = 3`: three shard pods, then the merge) must give the bytes of the
+//! single staging Job's tokenization.
+
+use std::path::Path;
+
+use fsx::SharedLayout;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Container;
+use xtask::config::Config;
+
+async fn run(argv: &[String], dir: &Path) {
+    assert_eq!(argv[0], "trnkit-stage", "{argv:?}");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit-stage"))
+        .args(&argv[1..])
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{argv:?}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every container of the Job's pod, init containers first, as the kubelet runs them.
+fn containers(job: &Job) -> Vec<Container> {
+    let spec = job.spec.clone().unwrap().template.spec.unwrap();
+    spec.init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .chain(spec.containers)
+        .collect()
+}
+
+/// `command` + `args` with `$(JOB_COMPLETION_INDEX)` expanded as the kubelet does.
+fn argv(container: &Container, index: u32) -> Vec<String> {
+    container
+        .command
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(container.args.clone().unwrap_or_default())
+        .map(|word| word.replace("$(JOB_COMPLETION_INDEX)", &index.to_string()))
+        .collect()
+}
+
+fn outputs(layout: &SharedLayout) -> Vec<Vec<u8>> {
+    let prefix = layout.output_prefix().display().to_string();
+    ["text", "meta_source"]
+        .iter()
+        .flat_map(|key| ["bin", "idx"].map(|ext| format!("{prefix}_{key}_document.{ext}")))
+        .map(|path| fs_err::read(path).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_jobs_give_the_bytes_of_the_single_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = SharedLayout::new(dir.path().join("shared"));
+    let corpus = xtask::deploy::sample::write_corpus(&layout.raw_data_dir(), 3, 60, 7).unwrap();
+    xtask::deploy::sample::train_tokenizer(&corpus, &layout.tokenizer_dir(), 400).unwrap();
+    pipeline::stage::merge_jsonl(&corpus, &layout.merged_jsonl()).unwrap();
+    let mut config = Config::default();
+    config.data.dataset_name = layout
+        .output_prefix()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    config.data.json_keys = vec!["text".to_owned(), "meta_source".to_owned()];
+
+    // The sample's `meta` is an object; tokenize a string key next to `text` instead.
+    let merged = fs_err::read_to_string(layout.merged_jsonl()).unwrap();
+    let rewritten: String = merged
+        .lines()
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value["meta_source"] = value["meta"]["redpajama_set_name"].clone();
+            format!("{value}\n")
+        })
+        .collect();
+    fs_err::write(layout.merged_jsonl(), rewritten).unwrap();
+
+    // One staging Job: its last container tokenizes.
+    let single = xtask::staging::jobs(&config, &layout, "training", "stager").unwrap();
+    assert_eq!(single.len(), 1);
+    let tokenize = containers(&single[0]).pop().unwrap();
+    assert_eq!(tokenize.name, "tokenize");
+    run(&argv(&tokenize, 0), dir.path()).await;
+    let expected = outputs(&layout);
+
+    // Sharded: staging (no tokenization), 3 shard pods, then the merge Job's containers.
+    for key in &config.data.json_keys {
+        for ext in ["bin", "idx"] {
+            fs_err::remove_file(format!(
+                "{}_{key}_document.{ext}",
+                layout.output_prefix().display()
+            ))
+            .unwrap();
+        }
+    }
+    config.data.shards = 3;
+    let jobs = xtask::staging::jobs(&config, &layout, "training", "stager").unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert!(containers(&jobs[0]).iter().all(|c| c.name != "tokenize"));
+    let shard = containers(&jobs[1]).pop().unwrap();
+    for index in 0..3 {
+        run(&argv(&shard, index), dir.path()).await;
+    }
+    for container in containers(&jobs[2]) {
+        run(&argv(&container, 0), dir.path()).await;
+    }
+    assert!(
+        outputs(&layout) == expected,
+        "sharded output differs from the single run"
+    );
+}
