@@ -207,7 +207,7 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
             digest: digest(&json!({ "cluster": config.cluster, "training": [training.workers, training.neuron_devices_per_worker, training.efa_interfaces_per_worker] })),
             always: true,
             actions: vec![
-                "check the AWS identity and that the region offers Trainium".to_owned(),
+                "ask STS for the AWS identity (its account names the ECR registry and must match cluster.account_id)".to_owned(),
                 "check the kube context, the MPI Operator (its version decides the launcher gate), the FSx CSI driver, the Neuron and EFA device plugins".to_owned(),
                 format!(
                     "check {} node(s) with {} aws.amazon.com/neuron and {} vpc.amazonaws.com/efa allocatable",
