@@ -86,6 +86,9 @@ pub fn jobs(
         .map(|(index, key)| {
             let mut command = vec!["trnkit-stage".to_owned()];
             command.extend(pipeline::job::merge_args(&shards, key));
+            // `trnkit-stage dataset merge --remove-parts --output ...`: the shards go once the
+            // merged dataset is complete.
+            command.insert(3, "--remove-parts".to_owned());
             parts.container(
                 &format!("merge-{index}"),
                 stager_image,

@@ -29,6 +29,10 @@ pub enum Command {
         /// The dataset prefixes to merge, in order.
         #[arg(required = true, value_name = "PREFIX")]
         parts: Vec<PathBuf>,
+        /// Delete the parts' .bin and .idx once the merged dataset is complete (deploy's merge
+        /// Job does, so the shards do not double the space the dataset takes on FSx).
+        #[arg(long)]
+        remove_parts: bool,
     },
 }
 
@@ -106,7 +110,22 @@ fn run_blocking(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Merge { output, parts } => {
+        Command::Merge {
+            output,
+            parts,
+            remove_parts,
+        } => {
+            let with = |prefix: &PathBuf, extension: &str| {
+                let mut path = prefix.clone().into_os_string();
+                path.push(extension);
+                PathBuf::from(path)
+            };
+            if remove_parts && parts.iter().any(|part| with(part, "") == output) {
+                bail!(
+                    "--remove-parts with {} among the parts would delete the result: choose another --output",
+                    output.display()
+                );
+            }
             let summary = pipeline::merge(&parts, &output)
                 .with_context(|| format!("merging into {}", output.display()))?;
             eprintln!(
@@ -118,6 +137,16 @@ fn run_blocking(command: Command) -> anyhow::Result<()> {
                 summary.tokens,
                 summary.dtype.name()
             );
+            if remove_parts {
+                for part in &parts {
+                    for extension in [".bin", ".idx"] {
+                        fs_err::remove_file(with(part, extension)).context(
+                            "the merged dataset is complete, but a part could not be removed",
+                        )?;
+                    }
+                }
+                eprintln!("removed the {} merged part(s)", parts.len());
+            }
             Ok(())
         }
     }

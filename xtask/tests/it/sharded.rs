@@ -118,3 +118,28 @@ async fn sharded_jobs_give_the_bytes_of_the_single_job() {
         "sharded output differs from the single run"
     );
 }
+
+#[tokio::test]
+async fn remove_parts_refuses_an_output_among_the_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("data_text_document").display().to_string();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit-stage"))
+        .args([
+            "dataset",
+            "merge",
+            "--remove-parts",
+            "--output",
+            &prefix,
+            &prefix,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("would delete the result") && stderr.contains("data_text_document"),
+        "{stderr}"
+    );
+}
