@@ -47,7 +47,8 @@ pub const MERGE_JOB_NAME: &str = "trnkit-merge";
 /// The Jobs of the staging step, to run one after the other: with `data.shards = 1` the one
 /// staging Job (checkout, stage, tokenize); with more, the staging Job (checkout, stage), the
 /// Indexed Job whose pods tokenize one shard each onto the shared file system, and the Job
-/// that merges the shards in order (byte-identical to a single run).
+/// that merges the shards in order (byte-identical to a single run). Last, in both cases, the
+/// [`dataset_check_job`].
 pub fn jobs(
     config: &Config,
     layout: &SharedLayout,
@@ -55,8 +56,9 @@ pub fn jobs(
     stager_image: &str,
 ) -> anyhow::Result<Vec<Job>> {
     let staging = job(config, layout, training_image, stager_image)?;
+    let check = dataset_check_job(config, layout, stager_image);
     if config.data.shards <= 1 {
-        return Ok(vec![staging]);
+        return Ok(vec![staging, check]);
     }
     let data = &config.data;
     let shards = pipeline::job::ShardJobConfig {
@@ -103,6 +105,7 @@ pub fn jobs(
         staging,
         pipeline::job::shard_job(&shards),
         parts.job(MERGE_JOB_NAME, 1, merges, last),
+        check,
     ])
 }
 
@@ -210,10 +213,39 @@ pub fn job(
     })
 }
 
+/// The dataset-check Job's name.
+pub const DATASET_CHECK_JOB_NAME: &str = "trnkit-dataset-check";
+
+/// The Job that fingerprints the tokenized datasets on the shared file system
+/// (`trnkit-stage dataset fingerprint`, one JSON line in its log): after staging, deploy records
+/// the answer; on a re-run, staging is skipped only while the answer is unchanged. It only reads.
+pub fn dataset_check_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
+    let mut command = vec![
+        "trnkit-stage".to_owned(),
+        "--quiet".to_owned(),
+        "dataset".to_owned(),
+        "fingerprint".to_owned(),
+    ];
+    command.extend(
+        config
+            .data
+            .json_keys
+            .iter()
+            .map(|key| format!("{}_{key}_document", text(layout.output_prefix()))),
+    );
+    let parts = Parts { config, layout };
+    parts.job(
+        DATASET_CHECK_JOB_NAME,
+        0,
+        Vec::new(),
+        parts.container(CHECK_CONTAINER, stager_image, command, None, ("1", "512Mi")),
+    )
+}
+
 /// The cache-check Job's name.
 pub const CACHE_CHECK_JOB_NAME: &str = "trnkit-cache-check";
-/// Its one container, whose log holds the answer.
-pub const CACHE_CHECK_CONTAINER: &str = "check";
+/// The one container of the check Jobs, whose log holds the answer.
+pub const CHECK_CONTAINER: &str = "check";
 
 /// The Job that asks the compile cache on the shared file system whether it already holds
 /// complete entries for the configured `NEURON_CC_FLAGS`: `trnkit-stage cache inspect
@@ -239,7 +271,7 @@ pub fn cache_check_job(config: &Config, layout: &SharedLayout, stager_image: &st
         0,
         Vec::new(),
         parts.container(
-            CACHE_CHECK_CONTAINER,
+            CHECK_CONTAINER,
             stager_image,
             command,
             None,

@@ -195,11 +195,18 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 .await
                 .context("cannot store the HuggingFace token in its Secret")?;
         }
-        // One Job, or staging, the sharded tokenization and the merge, one after the other.
+        // One Job, or staging, the sharded tokenization and the merge, one after the other;
+        // then the dataset check, whose answer is recorded.
+        let check = step
+            .manifests
+            .iter()
+            .find(|manifest| manifest.name == crate::staging::DATASET_CHECK_JOB_NAME);
         let jobs: Vec<&Manifest> = step
             .manifests
             .iter()
-            .filter(|manifest| manifest.kind == "Job")
+            .filter(|manifest| {
+                manifest.kind == "Job" && manifest.name != crate::staging::DATASET_CHECK_JOB_NAME
+            })
             .collect();
         anyhow::ensure!(!jobs.is_empty(), "the staging step has no Job");
         for (index, manifest) in jobs.iter().enumerate() {
@@ -212,9 +219,23 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             ));
             self.run_job(manifest, self.timeouts.staging).await?;
         }
+        let outputs = match check {
+            Some(check) => {
+                (self.on_status)("fingerprinting the tokenized dataset");
+                self.check_datasets(check).await?
+            }
+            None => BTreeMap::new(),
+        };
         Ok(StepOutput {
-            summary: "tokenizer, dataset and training code staged and tokenized".to_owned(),
-            outputs: BTreeMap::new(),
+            summary: format!(
+                "tokenizer, dataset and training code staged and tokenized: {}",
+                outputs
+                    .iter()
+                    .map(|(prefix, fingerprint)| format!("{prefix} ({fingerprint})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            outputs,
         })
     }
 
@@ -282,8 +303,9 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         Ok(job)
     }
 
-    /// Runs the cache-check Job and reads its answer from the log of its pod.
-    async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
+    /// Runs a check Job (it only reads) and returns the log of its `check` container, whose
+    /// last JSON line is the answer.
+    async fn run_check_job(&self, manifest: &Manifest) -> anyhow::Result<String> {
         self.run_job(manifest, self.timeouts.cache_check).await?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
         let selector = format!("batch.kubernetes.io/job-name={}", manifest.name);
@@ -297,19 +319,41 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .pop()
             .and_then(|pod| pod.metadata.name)
             .with_context(|| format!("the Job {} finished but has no pod", manifest.name))?;
-        let log = pods
-            .logs(
-                &pod,
-                &kube::api::LogParams {
-                    container: Some(crate::staging::CACHE_CHECK_CONTAINER.to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .with_context(|| format!("cannot read the log of pod {pod}"))?;
+        pods.logs(
+            &pod,
+            &kube::api::LogParams {
+                container: Some(crate::staging::CHECK_CONTAINER.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot read the log of pod {pod}"))
+    }
+
+    /// Runs the cache-check Job and reads its answer.
+    async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
+        let log = self.run_check_job(manifest).await?;
         parse_cache_check(&log).with_context(|| {
-            format!("the log of pod {pod} does not end with the cache check's JSON line")
+            format!(
+                "the log of Job {} does not end with the cache check's JSON line",
+                manifest.name
+            )
         })
+    }
+
+    /// Runs the dataset-check Job and returns what staging records: `prefix → fingerprint`.
+    async fn check_datasets(
+        &self,
+        manifest: &Manifest,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let log = self.run_check_job(manifest).await?;
+        let fingerprints = parse_dataset_check(&log).with_context(|| {
+            format!(
+                "the log of Job {} does not end with the dataset check's JSON line",
+                manifest.name
+            )
+        })?;
+        Ok(dataset_outputs(&fingerprints))
     }
 
     /// Applies an MPIJob afresh: a finished job of the same name does not run again, so a
@@ -509,16 +553,44 @@ pub fn requirements(training: &crate::config::Training) -> kube_apply::Requireme
     }
 }
 
+/// The last line of `log` that parses as a `T`.
+fn last_json_line<T: serde::de::DeserializeOwned>(log: &str) -> Option<T> {
+    log.lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<T>(line.trim()).ok())
+}
+
 /// The answer in the cache-check Job's log: its last line that is the JSON object
 /// `trnkit-stage cache inspect --coverage-only --json` prints.
 pub fn parse_cache_check(log: &str) -> Option<neuron_cache::Coverage> {
-    log.lines().rev().find_map(|line| {
-        serde_json::from_str::<crate::cli::cache::CoverageOutput<neuron_cache::Coverage>>(
-            line.trim(),
-        )
-        .ok()
+    last_json_line::<crate::cli::cache::CoverageOutput<neuron_cache::Coverage>>(log)
         .map(|output| output.coverage)
-    })
+}
+
+/// The answer in the dataset-check Job's log: the line `trnkit-stage dataset fingerprint`
+/// prints.
+pub fn parse_dataset_check(log: &str) -> Option<crate::cli::dataset::Fingerprints> {
+    last_json_line(log)
+}
+
+/// What the staging step records of the fingerprints: `prefix → "idx sha256 …, bin … bytes,
+/// … documents, … tokens"`; a re-run compares these strings.
+pub fn dataset_outputs(
+    fingerprints: &crate::cli::dataset::Fingerprints,
+) -> BTreeMap<String, String> {
+    fingerprints
+        .datasets
+        .iter()
+        .map(|dataset| {
+            (
+                dataset.prefix.clone(),
+                format!(
+                    "idx sha256 {}, bin {} bytes, {} documents, {} tokens",
+                    dataset.idx_sha256, dataset.bin_bytes, dataset.documents, dataset.tokens
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A random password of 24 URL-safe characters, from the kernel's generator.
@@ -552,6 +624,39 @@ impl<P: ImagePublisher> Executor for ClusterExecutor<P> {
             StepId::Train => self.train(step).await,
             StepId::Tensorboard => self.tensorboard(step).await,
             StepId::Follow => self.follow().await,
+        }
+    }
+
+    /// Staging is up to date only while the tokenized datasets on the shared file system still
+    /// have the fingerprints it recorded (the dataset-check Job asks them).
+    async fn still_valid(&mut self, step: &Step, record: &StepRecord) -> bool {
+        if step.id != StepId::Staging {
+            return true;
+        }
+        let Some(check) = step
+            .manifests
+            .iter()
+            .find(|manifest| manifest.name == crate::staging::DATASET_CHECK_JOB_NAME)
+        else {
+            return true;
+        };
+        (self.on_status)("checking the tokenized dataset on the shared file system");
+        match self.check_datasets(check).await {
+            Ok(outputs) if outputs == record.outputs => true,
+            Ok(outputs) => {
+                tracing::warn!(
+                    recorded = ?record.outputs,
+                    found = ?outputs,
+                    "the tokenized dataset changed since staging recorded it: staging again"
+                );
+                false
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "the tokenized dataset is not as staging left it ({error:#}): staging again"
+                );
+                false
+            }
         }
     }
 }

@@ -85,8 +85,18 @@ fn seed_healthy_cluster(fake: &FakeApiServer) {
     }
 }
 
-/// What the cache-check Job's pod prints as its last line; `None` makes the Job fail.
-type CacheAnswer = Arc<Mutex<Option<String>>>;
+/// What a check Job's pod prints as its last line; `None` makes the Job fail.
+type CheckAnswer = Arc<Mutex<Option<String>>>;
+
+/// The line `trnkit-stage dataset fingerprint` prints for a dataset of `documents`.
+fn fingerprint_line(documents: u64) -> String {
+    serde_json::to_string(&json!({"datasets": [{
+        "prefix": "/shared/data/redpajama_sample_text_document",
+        "idx_sha256": format!("{documents:064x}"), "bin_bytes": documents * 1000,
+        "documents": documents, "tokens": documents * 500,
+    }]}))
+    .unwrap()
+}
 
 /// The line `trnkit-stage cache inspect --coverage-only --json` prints for these counts.
 fn coverage_line(complete: usize, failed: usize) -> String {
@@ -99,14 +109,17 @@ fn coverage_line(complete: usize, failed: usize) -> String {
 }
 
 /// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
-/// Job and runs the cache check (whose pod prints `cache`), the MPI Operator finishes the compile job (failing it while `fail_compile` is set) and
-/// starts the train job's launcher, whose log the test writes.
+/// Jobs and runs the check Jobs (whose pods print `cache` and `dataset`; `None` fails them), the
+/// MPI Operator finishes the compile job (failing it while `fail_compile` is set) and starts the
+/// train job's launcher, whose log the test writes.
 fn play_controllers(
     fake: &FakeApiServer,
     fail_compile: Arc<AtomicBool>,
     compile_runs: Arc<AtomicUsize>,
-    cache: CacheAnswer,
+    cache: CheckAnswer,
+    dataset: CheckAnswer,
 ) {
+    let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
         if event.verb == WriteVerb::Apply && event.subresource.is_none() {
             fake.set_status::<PersistentVolumeClaim>(
@@ -121,8 +134,12 @@ fn play_controllers(
             return;
         }
         let (namespace, name) = (event.namespace().to_owned(), event.name().to_owned());
-        if name == crate::staging::CACHE_CHECK_JOB_NAME {
-            let answer = cache.lock().unwrap().clone();
+        let answer = match name.as_str() {
+            crate::staging::CACHE_CHECK_JOB_NAME => Some(cache.lock().unwrap().clone()),
+            crate::staging::DATASET_CHECK_JOB_NAME => Some(dataset.lock().unwrap().clone()),
+            _ => None,
+        };
+        if let Some(answer) = answer {
             let Some(line) = answer else {
                 fake.set_status::<Job>(
                     &namespace,
@@ -131,12 +148,15 @@ fn play_controllers(
                 );
                 return;
             };
-            let pod = format!("{name}-x7k2p");
+            // A new pod each run, as the Job controller makes; the newest is read.
+            let run = check_runs.fetch_add(1, Ordering::SeqCst);
+            let pod = format!("{name}-{run:04}");
             fake.insert_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod, "namespace": namespace, "uid": "check-uid",
+                "metadata": {"name": pod, "namespace": namespace, "uid": format!("check-uid-{run}"),
+                             "creationTimestamp": format!("2026-11-28T00:{:02}:{:02}Z", run / 60, run % 60),
                              "labels": {"batch.kubernetes.io/job-name": name}},
-                "spec": {"containers": [{"name": crate::staging::CACHE_CHECK_CONTAINER, "image": "x"}]},
+                "spec": {"containers": [{"name": crate::staging::CHECK_CONTAINER, "image": "x"}]},
                 "status": {"phase": "Succeeded"},
             }));
             fake.append_log(&namespace, &pod, "some warning on stderr");
@@ -197,7 +217,8 @@ struct Harness {
     store: ConfigMapStore,
     fail_compile: Arc<AtomicBool>,
     compile_runs: Arc<AtomicUsize>,
-    cache: CacheAnswer,
+    cache: CheckAnswer,
+    dataset: CheckAnswer,
     lines: Arc<Mutex<Vec<FollowEvent>>>,
     statuses: Arc<Mutex<Vec<String>>>,
 }
@@ -207,12 +228,14 @@ async fn harness(config: Config) -> Harness {
     seed_healthy_cluster(&fake);
     let fail_compile = Arc::new(AtomicBool::new(false));
     let compile_runs = Arc::new(AtomicUsize::new(0));
-    let cache: CacheAnswer = Arc::new(Mutex::new(Some(coverage_line(0, 0))));
+    let cache: CheckAnswer = Arc::new(Mutex::new(Some(coverage_line(0, 0))));
+    let dataset: CheckAnswer = Arc::new(Mutex::new(Some(fingerprint_line(27_390))));
     play_controllers(
         &fake,
         fail_compile.clone(),
         compile_runs.clone(),
         cache.clone(),
+        dataset.clone(),
     );
     let rendered =
         bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage")).unwrap();
@@ -249,6 +272,7 @@ async fn harness(config: Config) -> Harness {
         fail_compile,
         compile_runs,
         cache,
+        dataset,
         lines,
         statuses,
     }
@@ -504,7 +528,12 @@ async fn sharded_staging_runs_its_three_jobs_in_order() {
         .collect();
     assert_eq!(
         applied,
-        ["trnkit-staging", "trnkit-tokenize", "trnkit-merge"]
+        [
+            "trnkit-staging",
+            "trnkit-tokenize",
+            "trnkit-merge",
+            "trnkit-dataset-check"
+        ]
     );
     let statuses = h.statuses.lock().unwrap().clone();
     assert!(
@@ -512,5 +541,59 @@ async fn sharded_staging_runs_its_three_jobs_in_order() {
             .iter()
             .any(|status| status.starts_with("waiting for Job trnkit-merge (3/3")),
         "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_is_redone_when_the_dataset_on_shared_changed_or_vanished() {
+    let mut h = harness(config()).await;
+    let no_follow = || Selection {
+        skip_follow: true,
+        ..Selection::default()
+    };
+    let (report, events) = h.run(no_follow()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    let recorded = h.store.load().await.unwrap();
+    let outputs = &recorded.get(StepId::Staging).unwrap().outputs;
+    assert_eq!(
+        outputs
+            .get("/shared/data/redpajama_sample_text_document")
+            .map(String::as_str),
+        Some(&*format!(
+            "idx sha256 {:064x}, bin 27390000 bytes, 27390 documents, 13695000 tokens",
+            27_390
+        ))
+    );
+
+    // Unchanged on /shared: staging stays done (the check ran, nothing was re-staged).
+    let (report, _) = h.run(no_follow()).await;
+    assert!(report.up_to_date.contains(&StepId::Staging), "{report:?}");
+    assert!(report.nothing_to_do(&h.plan), "{report:?}");
+
+    // Someone changed the dataset by hand: the fingerprint differs, so staging runs again and
+    // records what it produced; the later steps keep their records (their inputs are the same).
+    *h.dataset.lock().unwrap() = Some(fingerprint_line(10));
+    let (report, events) = h.run(no_follow()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert!(report.ran.contains(&StepId::Staging), "{report:?}");
+    assert!(!report.ran.contains(&StepId::Train), "{report:?}");
+    let recorded = h.store.load().await.unwrap();
+    assert!(
+        recorded
+            .get(StepId::Staging)
+            .unwrap()
+            .outputs
+            .values()
+            .all(|value| value.contains("10 documents")),
+        "{recorded:?}"
+    );
+
+    // The dataset vanished and staging cannot bring it back: staging fails, naming the check.
+    *h.dataset.lock().unwrap() = None;
+    let (report, events) = h.run(no_follow()).await;
+    assert_eq!(report.failed, Some(StepId::Staging), "{events:#?}");
+    assert!(
+        failure(&events).contains("trnkit-dataset-check"),
+        "{events:#?}"
     );
 }

@@ -250,7 +250,12 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
                     format!("check out neuronx-nemo-megatron {}", config.image.nemo_ref),
                     format!("tokenize ({} mode, keys {:?}) into {}_<key>_document.{{bin,idx}}", config.data.mode, config.data.json_keys, config.data.dataset_name),
                 ];
-                actions.extend(describe(&rendered.staging, "apply"));
+                let jobs: Vec<Manifest> = rendered.staging.iter().filter(|manifest| manifest.name != crate::staging::DATASET_CHECK_JOB_NAME).cloned().collect();
+                actions.extend(describe(&jobs, "apply"));
+                actions.push(format!(
+                    "fingerprint the tokenized datasets (Job/{}) and record them; a re-run skips staging only while they are unchanged",
+                    crate::staging::DATASET_CHECK_JOB_NAME
+                ));
                 actions
             },
             manifests: rendered.staging.clone(),

@@ -31,8 +31,8 @@ fn sharded() -> Config {
     config
 }
 
-/// With `data.shards` > 1 the staging step is three Jobs: staging (checkout, stage), the Indexed
-/// Job of the shards, and the merge.
+/// With `data.shards` > 1 the staging step is four Jobs: staging (checkout, stage), the Indexed
+/// Job of the shards, the merge, and the dataset check.
 #[test]
 fn sharded_staging_jobs_snapshot() {
     let all = manifests(&sharded());
@@ -43,7 +43,15 @@ fn sharded_staging_jobs_snapshot() {
         })
         .collect();
     let names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
-    assert_eq!(names, ["trnkit-staging", "trnkit-tokenize", "trnkit-merge"]);
+    assert_eq!(
+        names,
+        [
+            "trnkit-staging",
+            "trnkit-tokenize",
+            "trnkit-merge",
+            "trnkit-dataset-check"
+        ]
+    );
     for job in jobs {
         insta::assert_snapshot!(format!("sharded-job-{}", job.name), job.to_yaml());
     }

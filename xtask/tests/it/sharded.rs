@@ -10,7 +10,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use xtask::config::Config;
 
-async fn run(argv: &[String], dir: &Path) {
+/// Runs `argv` with the real binary; returns its stdout.
+async fn run(argv: &[String], dir: &Path) -> String {
     assert_eq!(argv[0], "trnkit-stage", "{argv:?}");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit-stage"))
         .args(&argv[1..])
@@ -23,6 +24,7 @@ async fn run(argv: &[String], dir: &Path) {
         "{argv:?}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Every container of the Job's pod, init containers first, as the kubelet runs them.
@@ -86,11 +88,30 @@ async fn sharded_jobs_give_the_bytes_of_the_single_job() {
 
     // One staging Job: its last container tokenizes.
     let single = xtask::staging::jobs(&config, &layout, "training", "stager").unwrap();
-    assert_eq!(single.len(), 1);
+    assert_eq!(single.len(), 2, "staging, then the dataset check");
     let tokenize = containers(&single[0]).pop().unwrap();
     assert_eq!(tokenize.name, "tokenize");
     run(&argv(&tokenize, 0), dir.path()).await;
     let expected = outputs(&layout);
+
+    // The dataset check's line, as deploy reads and records it.
+    let check = containers(&single[1]).pop().unwrap();
+    let line = run(&argv(&check, 0), dir.path()).await;
+    let fingerprints = xtask::deploy::cluster::parse_dataset_check(&line)
+        .unwrap_or_else(|| panic!("not the check's line: {line}"));
+    assert_eq!(fingerprints.datasets.len(), 2);
+    // 3 files of 60 lines, one of them empty: NeMo mode skips it.
+    let text = &fingerprints.datasets[0];
+    assert!(
+        text.prefix.ends_with("_text_document") && text.documents == 179,
+        "{text:?}"
+    );
+    let idx = format!("{}.idx", text.prefix);
+    assert_eq!(
+        text.idx_sha256,
+        pipeline::stage::sha256_file(Path::new(&idx)).unwrap().0
+    );
+    assert_eq!(text.bin_bytes, expected[0].len() as u64);
 
     // Sharded: staging (no tokenization), 3 shard pods, then the merge Job's containers.
     for key in &config.data.json_keys {
@@ -104,7 +125,7 @@ async fn sharded_jobs_give_the_bytes_of_the_single_job() {
     }
     config.data.shards = 3;
     let jobs = xtask::staging::jobs(&config, &layout, "training", "stager").unwrap();
-    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs.len(), 4, "staging, shards, merge, dataset check");
     assert!(containers(&jobs[0]).iter().all(|c| c.name != "tokenize"));
     let shard = containers(&jobs[1]).pop().unwrap();
     for index in 0..3 {
