@@ -38,9 +38,11 @@ pub enum StepId {
     Images,
     /// The shared file system's StorageClass/PV/PVC.
     Storage,
-    /// Tokenizer, dataset, training code and tokenization onto the shared file system.
+    /// Tokenizer, dataset, training code and tokenization onto the shared file system (up to
+    /// date while the datasets there match the recorded fingerprints).
     Staging,
-    /// The compile MPIJob that fills the Neuron compile cache.
+    /// The compile MPIJob that fills the Neuron compile cache (skipped when the cache already
+    /// holds complete entries for the flags, unless `force_compile`).
     Compile,
     /// The train MPIJob.
     Train,
