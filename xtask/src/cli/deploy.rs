@@ -40,6 +40,42 @@ pub struct Args {
     /// Tokenization threads of the local profile (default: all cores).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// The trnkit-stage executable the staging image carries (Linux x86-64; glibc 2.36 or older,
+    /// or static). Default in a cluster: built with `cargo build --release --bin trnkit-stage`
+    /// (quick when up to date); --dry-run uses the last release build without building.
+    #[arg(long, value_name = "FILE")]
+    pub stage_binary: Option<PathBuf>,
+}
+
+/// The `trnkit-stage` executable for the staging image: `--stage-binary`; in a cluster, the
+/// release build (made now unless `dry_run`: a debug build would tokenize several times slower
+/// in the cluster); locally, the one next to this executable.
+async fn stage_binary_for(config: &Config, args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.stage_binary {
+        anyhow::ensure!(
+            path.is_file(),
+            "--stage-binary {}: no such file",
+            path.display()
+        );
+        return Ok(path.clone());
+    }
+    match config.cluster.target {
+        Target::Local => Ok(stager_binary()),
+        Target::Eks if args.dry_run => {
+            let release = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("target/release")
+                .join(ecr_image::STAGE_BINARY_NAME);
+            if !release.is_file() {
+                eprintln!(
+                    "note: no release trnkit-stage yet: the stager image's tag shown covers its Dockerfile only (deploy builds the binary)"
+                );
+            }
+            Ok(release)
+        }
+        Target::Eks => super::image::build_stage_binary().await,
+    }
 }
 
 /// The `trnkit-stage` binary next to this executable, if it was built.
@@ -89,7 +125,8 @@ fn write_images(dir: &Path, rendered: &plan::Rendered) -> anyhow::Result<()> {
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let config = super::load_config(global)?;
     let work_dir = config.cluster.work_dir.clone();
-    let rendered = bundle::render_all(&config, None, None, &stager_binary())?;
+    let stage_binary = stage_binary_for(&config, &args).await?;
+    let rendered = bundle::render_all(&config, None, None, &stage_binary)?;
     let plan = plan::plan(&config, &rendered);
 
     if args.dry_run {
@@ -111,7 +148,7 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     match config.cluster.target {
         Target::Local => run_local(&config, &work_dir, &plan, &rendered, &args, global).await,
         Target::Eks => {
-            super::cluster::deploy(&config, selection(&args), &stager_binary(), global).await
+            super::cluster::deploy(&config, selection(&args), &stage_binary, global).await
         }
     }
 }

@@ -338,8 +338,16 @@ async fn context_and_options(
     Ok((context, options))
 }
 
-/// Builds `trnkit-stage` for release and returns the executable's path.
-async fn build_stage_binary() -> anyhow::Result<PathBuf> {
+/// Builds `trnkit-stage` for release and returns the executable's path. Refuses on a host whose
+/// executables the staging image (Linux x86-64) cannot run.
+pub(crate) async fn build_stage_binary() -> anyhow::Result<PathBuf> {
+    if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        bail!(
+            "the staging image needs a Linux x86-64 trnkit-stage, and this host builds for {}-{}: build one on Linux x86-64 (glibc 2.36 or older, or static) and pass --stage-binary FILE",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        );
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
