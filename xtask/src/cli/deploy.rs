@@ -250,3 +250,49 @@ async fn run_local(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, stage_binary_for};
+    use crate::config::{Config, Target};
+
+    fn args(dry_run: bool, stage_binary: Option<std::path::PathBuf>) -> Args {
+        Args {
+            dry_run,
+            from: None,
+            only: None,
+            no_follow: false,
+            out: None,
+            workers: None,
+            stage_binary,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_staging_binary_is_the_given_one_or_a_release_build_for_clusters() {
+        let mut config = Config::default();
+        let error = stage_binary_for(&config, &args(false, Some("/nonexistent/x".into())))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("--stage-binary /nonexistent/x"),
+            "{error:#}"
+        );
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let given = stage_binary_for(&config, &args(false, Some(file.path().to_owned())))
+            .await
+            .unwrap();
+        assert_eq!(given, file.path());
+        // Locally: next to this executable.
+        let local = stage_binary_for(&config, &args(false, None)).await.unwrap();
+        assert_eq!(local.file_name().unwrap(), ecr_image::STAGE_BINARY_NAME);
+        // A cluster's dry run names the release build and builds nothing.
+        config.cluster.target = Target::Eks;
+        let release = stage_binary_for(&config, &args(true, None)).await.unwrap();
+        assert!(
+            release.ends_with(format!("target/release/{}", ecr_image::STAGE_BINARY_NAME)),
+            "{}",
+            release.display()
+        );
+    }
+}
