@@ -76,8 +76,9 @@ pub fn jobs(
         mode: data.pipeline_mode(),
         append_eod: data.append_eod,
         need_pad_id: data.need_pad_id,
-        workers_per_pod: 4,
-        memory: "4Gi".to_owned(),
+        workers_per_pod: data.tokenize_workers,
+        cpu: data.staging_cpu.clone(),
+        memory: data.staging_memory.clone(),
         backoff_limit_per_index: 2,
     };
     let parts = Parts { config, layout };
@@ -164,7 +165,7 @@ pub fn job(
         "--mode".to_owned(),
         data.mode.clone(),
         "--workers".to_owned(),
-        "8".to_owned(),
+        data.tokenize_workers.to_string(),
         "--json-keys".to_owned(),
     ];
     tokenize.extend(data.json_keys.iter().cloned());
@@ -192,14 +193,14 @@ pub fn job(
         training_image,
         vec!["/bin/sh".to_owned(), "-c".to_owned(), checkout_script],
         None,
-        ("1", "2Gi"),
+        (&data.staging_cpu, &data.staging_memory),
     );
     let stage = parts.container(
         "stage",
         stager_image,
         stage,
         Some(vec![hf_token]),
-        ("2", "2Gi"),
+        (&data.staging_cpu, &data.staging_memory),
     );
     Ok(if data.shards > 1 {
         parts.job(JOB_NAME, 2, vec![checkout], stage)
@@ -208,7 +209,13 @@ pub fn job(
             JOB_NAME,
             2,
             vec![checkout, stage],
-            parts.container("tokenize", stager_image, tokenize, None, ("8", "4Gi")),
+            parts.container(
+                "tokenize",
+                stager_image,
+                tokenize,
+                None,
+                (&data.staging_cpu, &data.staging_memory),
+            ),
         )
     })
 }

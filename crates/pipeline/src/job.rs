@@ -49,8 +49,10 @@ pub struct ShardJobConfig {
     pub append_eod: bool,
     /// `--need-pad-id`.
     pub need_pad_id: bool,
-    /// Encoding threads per pod (also the pod's CPU request).
+    /// Encoding threads per pod.
     pub workers_per_pod: u32,
+    /// CPU request per pod, e.g. `3` (threads may use more when the node is idle).
+    pub cpu: String,
     /// Memory request and limit per pod, e.g. `1Gi`.
     pub memory: String,
     /// Retries per shard before the shard counts as failed.
@@ -127,10 +129,7 @@ pub fn shard_job(config: &ShardJobConfig) -> Job {
         ("trnkit.io/job".to_owned(), config.name.clone()),
     ]);
     let resources = BTreeMap::from([
-        (
-            "cpu".to_owned(),
-            Quantity(config.workers_per_pod.max(1).to_string()),
-        ),
+        ("cpu".to_owned(), Quantity(config.cpu.clone())),
         ("memory".to_owned(), Quantity(config.memory.clone())),
     ]);
     let container = Container {

@@ -1182,6 +1182,7 @@ fn job_config() -> crate::job::ShardJobConfig {
         append_eod: true,
         need_pad_id: true,
         workers_per_pod: 4,
+        cpu: "4".into(),
         memory: "2Gi".into(),
         backoff_limit_per_index: 2,
     }

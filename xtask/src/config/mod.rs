@@ -250,6 +250,13 @@ pub struct Data {
     pub need_pad_id: bool,
     /// Tokenization shards (pods of an Indexed Job); 1 tokenizes in one pod.
     pub shards: u32,
+    /// Tokenization threads in each tokenizing pod.
+    pub tokenize_workers: u32,
+    /// CPU request of the staging pods (threads may use more when the node is idle). The
+    /// default fits the blueprint's core nodes (m5.xlarge: 4 vCPU, 16 GiB).
+    pub staging_cpu: String,
+    /// Memory request and limit of the staging pods.
+    pub staging_memory: String,
     /// The Kubernetes Secret holding the HuggingFace token (made from `HF_TOKEN` at deploy time).
     pub hf_token_secret: String,
 }
@@ -278,6 +285,9 @@ impl Default for Data {
             append_eod: true,
             need_pad_id: true,
             shards: 1,
+            tokenize_workers: 4,
+            staging_cpu: "3".to_owned(),
+            staging_memory: "6Gi".to_owned(),
             hf_token_secret: "trnkit-hf-token".to_owned(),
         }
     }

@@ -93,6 +93,8 @@ workers = 0
 train_job_name = "a-very-long-training-job-name-that-cannot-fit-pods"
 [data]
 json_keys = []
+staging_cpu = "three"
+tokenize_workers = 0
 "#;
     let error = Config::parse(text, "trnkit.toml").unwrap_err();
     let ConfigError::Invalid { problems, .. } = &error else {
@@ -104,6 +106,8 @@ json_keys = []
         "training.workers",
         "training.train_job_name",
         "data.json_keys",
+        "data.staging_cpu",
+        "data.tokenize_workers",
     ] {
         assert!(keys.contains(&key), "{key} missing in {keys:?}");
     }

@@ -348,6 +348,11 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
     if data.shards == 0 {
         c.fail("data.shards", "must be at least 1");
     }
+    if data.tokenize_workers == 0 {
+        c.fail("data.tokenize_workers", "must be at least 1");
+    }
+    c.check("data.staging_cpu", names::quantity(&data.staging_cpu));
+    c.check("data.staging_memory", names::quantity(&data.staging_memory));
     c.check(
         "data.hf_token_secret",
         names::dns1123_subdomain(&data.hf_token_secret),
