@@ -40,6 +40,11 @@ pub struct Timeouts {
     pub staging: Duration,
     /// The compile-cache check Job.
     pub cache_check: Duration,
+    /// How often a Job's pods are looked at while it runs.
+    pub pod_check: Duration,
+    /// How long a pod may stay unschedulable (room for the cluster autoscaler) before the step
+    /// fails.
+    pub unschedulable: Duration,
     /// The compile MPIJob.
     pub compile: Duration,
     /// Pause between looks at the launcher while following.
@@ -52,6 +57,8 @@ impl Default for Timeouts {
             storage: Duration::from_secs(30 * 60),
             staging: Duration::from_secs(4 * 60 * 60),
             cache_check: Duration::from_secs(15 * 60),
+            pod_check: Duration::from_secs(20),
+            unschedulable: Duration::from_secs(10 * 60),
             compile: Duration::from_secs(2 * 60 * 60),
             follow_poll: Duration::from_secs(2),
         }
@@ -273,8 +280,25 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                     })
                 })
         };
-        let job = tokio::time::timeout(timeout, await_condition(jobs, name, finished))
-            .await
+        // Wait for the end, looking at the Job's pods meanwhile: a pod that cannot be scheduled
+        // or cannot pull its image fails the step now, not when the timeout runs out.
+        let wait = tokio::time::timeout(timeout, await_condition(jobs, name, finished));
+        tokio::pin!(wait);
+        let mut look = tokio::time::interval(self.timeouts.pod_check);
+        let job = loop {
+            tokio::select! {
+                result = &mut wait => break result,
+                _ = look.tick() => {
+                    if let Some(problem) = self.job_pod_problem(name).await {
+                        bail!(
+                            "the Job {name} cannot run: {problem}; see `kubectl describe pod -n {} -l batch.kubernetes.io/job-name={name}`",
+                            self.namespace()
+                        );
+                    }
+                }
+            }
+        };
+        let job = job
             .with_context(|| {
                 format!(
                     "the Job {name} did not finish within {}",
@@ -301,6 +325,26 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             );
         }
         Ok(job)
+    }
+
+    /// The first problem of the Job's pods that will not go away by waiting, if any.
+    async fn job_pod_problem(&self, job: &str) -> Option<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
+        let selector = format!("batch.kubernetes.io/job-name={job}");
+        let listed = match pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(listed) => listed.items,
+            Err(error) => {
+                tracing::debug!("cannot list the pods of Job {job}: {error}");
+                return None;
+            }
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        listed
+            .iter()
+            .find_map(|pod| pod_problem(pod, now, self.timeouts.unschedulable))
     }
 
     /// Runs a check Job (it only reads) and returns the log of its `check` container, whose
@@ -551,6 +595,64 @@ pub fn requirements(training: &crate::config::Training) -> kube_apply::Requireme
         neuron_devices: i64::from(training.neuron_devices_per_worker),
         efa_interfaces: i64::from(training.efa_interfaces_per_worker),
     }
+}
+
+/// Why `pod` will not run by waiting longer, if so: a container that cannot start (its image
+/// cannot be pulled, its configuration is wrong), or scheduling that has failed for longer than
+/// `unschedulable` (the cluster autoscaler had that long to make room).
+pub fn pod_problem(
+    pod: &Pod,
+    now: k8s_openapi::jiff::Timestamp,
+    unschedulable: Duration,
+) -> Option<String> {
+    const FATAL: &[&str] = &[
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    ];
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for container in statuses {
+        let waiting = container
+            .state
+            .as_ref()
+            .and_then(|state| state.waiting.as_ref());
+        if let Some(waiting) = waiting {
+            let reason = waiting.reason.as_deref().unwrap_or_default();
+            if FATAL.contains(&reason) {
+                return Some(format!(
+                    "pod {name}: container {} cannot start: {reason}: {}",
+                    container.name,
+                    waiting.message.as_deref().unwrap_or("no message")
+                ));
+            }
+        }
+    }
+    let scheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|condition| condition.type_ == "PodScheduled")?;
+    if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
+        return None;
+    }
+    let since = scheduled.last_transition_time.as_ref()?.0;
+    let waited = now.as_second().saturating_sub(since.as_second());
+    if waited < i64::try_from(unschedulable.as_secs()).unwrap_or(i64::MAX) {
+        return None;
+    }
+    Some(format!(
+        "pod {name} could not be scheduled for {}: {} (make room in a node group, or lower [data] staging_cpu / staging_memory)",
+        humantime::format_duration(Duration::from_secs(waited.unsigned_abs())),
+        scheduled.message.as_deref().unwrap_or("no message")
+    ))
 }
 
 /// The last line of `log` that parses as a `T`.

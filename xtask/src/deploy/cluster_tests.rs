@@ -118,6 +118,7 @@ fn play_controllers(
     compile_runs: Arc<AtomicUsize>,
     cache: CheckAnswer,
     dataset: CheckAnswer,
+    stuck: Arc<Mutex<Option<serde_json::Value>>>,
 ) {
     let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
@@ -134,6 +135,19 @@ fn play_controllers(
             return;
         }
         let (namespace, name) = (event.namespace().to_owned(), event.name().to_owned());
+        if name == crate::staging::JOB_NAME
+            && let Some(pod_status) = stuck.lock().unwrap().clone()
+        {
+            // The staging pod never starts: the Job stays active.
+            fake.insert_value(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("{name}-stuck"), "namespace": namespace,
+                             "labels": {"batch.kubernetes.io/job-name": name}},
+                "spec": {"containers": [{"name": "tokenize", "image": "x"}]},
+                "status": pod_status,
+            }));
+            return;
+        }
         let answer = match name.as_str() {
             crate::staging::CACHE_CHECK_JOB_NAME => Some(cache.lock().unwrap().clone()),
             crate::staging::DATASET_CHECK_JOB_NAME => Some(dataset.lock().unwrap().clone()),
@@ -219,6 +233,8 @@ struct Harness {
     compile_runs: Arc<AtomicUsize>,
     cache: CheckAnswer,
     dataset: CheckAnswer,
+    /// When set, the staging Job's pod has this status and never finishes.
+    stuck: Arc<Mutex<Option<serde_json::Value>>>,
     lines: Arc<Mutex<Vec<FollowEvent>>>,
     statuses: Arc<Mutex<Vec<String>>>,
 }
@@ -230,12 +246,14 @@ async fn harness(config: Config) -> Harness {
     let compile_runs = Arc::new(AtomicUsize::new(0));
     let cache: CheckAnswer = Arc::new(Mutex::new(Some(coverage_line(0, 0))));
     let dataset: CheckAnswer = Arc::new(Mutex::new(Some(fingerprint_line(27_390))));
+    let stuck = Arc::new(Mutex::new(None));
     play_controllers(
         &fake,
         fail_compile.clone(),
         compile_runs.clone(),
         cache.clone(),
         dataset.clone(),
+        stuck.clone(),
     );
     let rendered =
         bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage")).unwrap();
@@ -253,6 +271,8 @@ async fn harness(config: Config) -> Harness {
             storage: Duration::from_secs(10),
             staging: Duration::from_secs(10),
             cache_check: Duration::from_secs(10),
+            pod_check: Duration::from_millis(50),
+            unschedulable: Duration::from_secs(600),
             compile: Duration::from_secs(10),
             follow_poll: Duration::from_millis(50),
         },
@@ -273,6 +293,7 @@ async fn harness(config: Config) -> Harness {
         compile_runs,
         cache,
         dataset,
+        stuck,
         lines,
         statuses,
     }
@@ -596,4 +617,69 @@ async fn staging_is_redone_when_the_dataset_on_shared_changed_or_vanished() {
         failure(&events).contains("trnkit-dataset-check"),
         "{events:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_cannot_pull_its_image_fails_staging_at_once() {
+    let mut h = harness(config()).await;
+    *h.stuck.lock().unwrap() = Some(json!({
+        "phase": "Pending",
+        "containerStatuses": [{"name": "tokenize", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\": 403 Forbidden"}}}],
+    }));
+    let started = std::time::Instant::now();
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Staging), "{events:#?}");
+    let error = failure(&events);
+    assert!(
+        error.contains("trnkit-staging-stuck")
+            && error.contains("ImagePullBackOff")
+            && error.contains("403 Forbidden")
+            && error.contains("kubectl describe pod"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the 10 s timeout"
+    );
+}
+
+#[test]
+fn pod_problems_are_what_waiting_will_not_fix() {
+    use super::cluster::pod_problem;
+    use k8s_openapi::api::core::v1::Pod;
+    let now: k8s_openapi::jiff::Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+    let grace = Duration::from_secs(600);
+    let pod = |status: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    };
+    let waiting = |reason: &str| {
+        pod(
+            json!({"initContainerStatuses": [{"name": "stage", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+            "state": {"waiting": {"reason": reason, "message": "m"}}}]}),
+        )
+    };
+    let unschedulable = |since: &str| {
+        pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient cpu.", "lastTransitionTime": since}]}),
+        )
+    };
+    let problem = pod_problem(&waiting("ImagePullBackOff"), now, grace).unwrap();
+    assert!(
+        problem.contains("container stage cannot start: ImagePullBackOff: m"),
+        "{problem}"
+    );
+    assert!(pod_problem(&waiting("CreateContainerConfigError"), now, grace).is_some());
+    // Transient: retried by the kubelet.
+    assert!(pod_problem(&waiting("ErrImagePull"), now, grace).is_none());
+    assert!(pod_problem(&waiting("ContainerCreating"), now, grace).is_none());
+    // The autoscaler gets its grace period.
+    assert!(pod_problem(&unschedulable("2026-11-28T11:58:00Z"), now, grace).is_none());
+    let problem = pod_problem(&unschedulable("2026-11-28T11:45:00Z"), now, grace).unwrap();
+    assert!(
+        problem.contains("could not be scheduled for 15m") && problem.contains("Insufficient cpu"),
+        "{problem}"
+    );
+    assert!(pod_problem(&pod(json!({"phase": "Running"})), now, grace).is_none());
 }
