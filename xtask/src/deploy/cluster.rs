@@ -280,25 +280,13 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                     })
                 })
         };
-        // Wait for the end, looking at the Job's pods meanwhile: a pod that cannot be scheduled
-        // or cannot pull its image fails the step now, not when the timeout runs out.
-        let wait = tokio::time::timeout(timeout, await_condition(jobs, name, finished));
-        tokio::pin!(wait);
-        let mut look = tokio::time::interval(self.timeouts.pod_check);
-        let job = loop {
-            tokio::select! {
-                result = &mut wait => break result,
-                _ = look.tick() => {
-                    if let Some(problem) = self.job_pod_problem(name).await {
-                        bail!(
-                            "the Job {name} cannot run: {problem}; see `kubectl describe pod -n {} -l batch.kubernetes.io/job-name={name}`",
-                            self.namespace()
-                        );
-                    }
-                }
-            }
-        };
-        let job = job
+        let job = self
+            .watching_pods(
+                tokio::time::timeout(timeout, await_condition(jobs, name, finished)),
+                &format!("batch.kubernetes.io/job-name={name}"),
+                &format!("the Job {name}"),
+            )
+            .await?
             .with_context(|| {
                 format!(
                     "the Job {name} did not finish within {}",
@@ -327,17 +315,42 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         Ok(job)
     }
 
-    /// The first problem of the Job's pods that will not go away by waiting, if any.
-    async fn job_pod_problem(&self, job: &str) -> Option<String> {
+    /// Awaits `wait`, looking at the pods `selector` picks meanwhile: a pod that cannot pull its
+    /// image or start, or stays unschedulable past the grace period, fails `what` now rather
+    /// than when the wait's bound runs out.
+    async fn watching_pods<T>(
+        &self,
+        wait: impl std::future::Future<Output = T>,
+        selector: &str,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        tokio::pin!(wait);
+        let mut look = tokio::time::interval(self.timeouts.pod_check);
+        loop {
+            tokio::select! {
+                result = &mut wait => return Ok(result),
+                _ = look.tick() => {
+                    if let Some(problem) = self.pod_problem(selector).await {
+                        bail!(
+                            "{what} cannot run: {problem}; see `kubectl describe pod -n {} -l {selector}`",
+                            self.namespace()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first problem of the pods `selector` picks that will not go away by waiting.
+    async fn pod_problem(&self, selector: &str) -> Option<String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
-        let selector = format!("batch.kubernetes.io/job-name={job}");
         let listed = match pods
-            .list(&kube::api::ListParams::default().labels(&selector))
+            .list(&kube::api::ListParams::default().labels(selector))
             .await
         {
             Ok(listed) => listed.items,
             Err(error) => {
-                tracing::debug!("cannot list the pods of Job {job}: {error}");
+                tracing::debug!("cannot list the pods {selector}: {error}");
                 return None;
             }
         };
@@ -473,7 +486,14 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             manifest.name,
             humantime::format_duration(self.timeouts.compile)
         ));
-        match mpijob::io::wait_for_completion(&jobs, &manifest.name, self.timeouts.compile).await? {
+        let outcome = self
+            .watching_pods(
+                mpijob::io::wait_for_completion(&jobs, &manifest.name, self.timeouts.compile),
+                &format!("training.kubeflow.org/job-name={}", manifest.name),
+                &format!("the compile job {}", manifest.name),
+            )
+            .await??;
+        match outcome {
             Outcome::Succeeded => Ok(StepOutput {
                 summary: format!("{} succeeded: the compile cache is warm", manifest.name),
                 outputs: BTreeMap::new(),

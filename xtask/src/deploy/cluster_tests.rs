@@ -119,6 +119,7 @@ fn play_controllers(
     cache: CheckAnswer,
     dataset: CheckAnswer,
     stuck: Arc<Mutex<Option<serde_json::Value>>>,
+    stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
 ) {
     let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
@@ -190,6 +191,17 @@ fn play_controllers(
         let (namespace, name) = (event.namespace().to_owned(), event.name().to_owned());
         if name == "test-mpi-compile" {
             compile_runs.fetch_add(1, Ordering::SeqCst);
+            if let Some(pod_status) = stuck_compile.lock().unwrap().clone() {
+                // A worker the scheduler cannot place; the job never finishes.
+                fake.insert_value(json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("{name}-worker-3"), "namespace": namespace,
+                                 "labels": {"training.kubeflow.org/job-name": name, "training.kubeflow.org/job-role": "worker"}},
+                    "spec": {"containers": [{"name": "mpitest", "image": "x"}]},
+                    "status": pod_status,
+                }));
+                return;
+            }
             let condition = if fail_compile.load(Ordering::SeqCst) {
                 json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "launcher failed 21 times"})
             } else {
@@ -235,6 +247,8 @@ struct Harness {
     dataset: CheckAnswer,
     /// When set, the staging Job's pod has this status and never finishes.
     stuck: Arc<Mutex<Option<serde_json::Value>>>,
+    /// When set, a compile worker has this status and the compile job never finishes.
+    stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
     lines: Arc<Mutex<Vec<FollowEvent>>>,
     statuses: Arc<Mutex<Vec<String>>>,
 }
@@ -247,6 +261,7 @@ async fn harness(config: Config) -> Harness {
     let cache: CheckAnswer = Arc::new(Mutex::new(Some(coverage_line(0, 0))));
     let dataset: CheckAnswer = Arc::new(Mutex::new(Some(fingerprint_line(27_390))));
     let stuck = Arc::new(Mutex::new(None));
+    let stuck_compile = Arc::new(Mutex::new(None));
     play_controllers(
         &fake,
         fail_compile.clone(),
@@ -254,6 +269,7 @@ async fn harness(config: Config) -> Harness {
         cache.clone(),
         dataset.clone(),
         stuck.clone(),
+        stuck_compile.clone(),
     );
     let rendered =
         bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage")).unwrap();
@@ -294,6 +310,7 @@ async fn harness(config: Config) -> Harness {
         cache,
         dataset,
         stuck,
+        stuck_compile,
         lines,
         statuses,
     }
@@ -682,4 +699,25 @@ fn pod_problems_are_what_waiting_will_not_fix() {
         "{problem}"
     );
     assert!(pod_problem(&pod(json!({"phase": "Running"})), now, grace).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_worker_without_a_node_fails_compile_after_the_grace_period() {
+    let mut h = harness(config()).await;
+    *h.stuck_compile.lock().unwrap() = Some(json!({
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/7 nodes are available: 4 Insufficient aws.amazon.com/neuron.",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }));
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Compile), "{events:#?}");
+    let error = failure(&events);
+    assert!(
+        error.contains("test-mpi-compile-worker-3 could not be scheduled")
+            && error.contains("Insufficient aws.amazon.com/neuron")
+            && error.contains("training.kubeflow.org/job-name=test-mpi-compile"),
+        "{error}"
+    );
+    assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_none());
 }
