@@ -128,6 +128,14 @@ pub async fn run<S: StateStore, E: Executor>(
     mut report_event: impl FnMut(Event),
 ) -> anyhow::Result<Report> {
     let mut state: State = store.load().await?;
+    for (id, record) in &state.steps {
+        if record.status == Status::Running {
+            tracing::warn!(
+                "step {id} is recorded as running since {} (another deploy is running it, or one was interrupted); this run takes over",
+                record.finished_at
+            );
+        }
+    }
     let mut report = Report {
         ran: Vec::new(),
         up_to_date: Vec::new(),
@@ -161,6 +169,23 @@ pub async fn run<S: StateStore, E: Executor>(
             title: step.title.clone(),
         });
         let previous = state.get(step.id).cloned();
+        // Recorded as running first, so that `status` on any machine shows what a deploy is
+        // doing, and an interrupted run leaves nothing that looks finished.
+        state.steps.insert(
+            step.id,
+            StepRecord {
+                digest: step.digest.clone(),
+                status: Status::Running,
+                finished_at: now(),
+                message: format!("started: {}", step.title),
+                outputs: previous
+                    .as_ref()
+                    .map(|record| record.outputs.clone())
+                    .unwrap_or_default(),
+            },
+        );
+        state.version = 1;
+        store.save(&state).await?;
         match executor.execute(step, previous.as_ref()).await {
             Ok(output) => {
                 report.ran.push(step.id);

@@ -26,6 +26,9 @@ pub enum Status {
     Done,
     /// It failed; the next run starts here.
     Failed,
+    /// It started and has not finished: a deploy is running it now, or was interrupted (the
+    /// next run starts here either way).
+    Running,
 }
 
 /// The record of one step's last run.
@@ -35,7 +38,7 @@ pub struct StepRecord {
     pub digest: String,
     /// How it ended.
     pub status: Status,
-    /// When it ended (RFC 3339).
+    /// When it ended, or started while it runs (RFC 3339).
     pub finished_at: String,
     /// A one-line summary, or the error.
     pub message: String,

@@ -264,3 +264,60 @@ async fn local_profile_runs_for_real_and_is_then_up_to_date() {
     assert!(report.ran.contains(&StepId::Staging), "{report:?}");
     assert!(std::path::Path::new(&bin).exists());
 }
+
+/// Looks at the store while each step runs.
+struct Peeker {
+    path: std::path::PathBuf,
+    seen: Vec<(StepId, Option<Status>)>,
+}
+
+impl Executor for Peeker {
+    async fn execute(
+        &mut self,
+        step: &Step,
+        _previous: Option<&StepRecord>,
+    ) -> anyhow::Result<StepOutput> {
+        let state = FileStore {
+            path: self.path.clone(),
+        }
+        .load()
+        .await?;
+        self.seen
+            .push((step.id, state.get(step.id).map(|record| record.status)));
+        if step.id == StepId::Staging {
+            anyhow::bail!("interrupted");
+        }
+        Ok(StepOutput {
+            summary: "ok".to_owned(),
+            outputs: BTreeMap::new(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_running_step_is_recorded_as_running_and_never_as_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let store = FileStore { path: path.clone() };
+    let config = Config::default();
+    let plan = plan::plan(&config, &rendered(&config));
+    let mut peeker = Peeker {
+        path,
+        seen: Vec::new(),
+    };
+    let report = run::run(&plan, &store, &mut peeker, Selection::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.failed, Some(StepId::Staging));
+    assert!(
+        peeker
+            .seen
+            .iter()
+            .all(|(_, status)| *status == Some(Status::Running)),
+        "{:?}",
+        peeker.seen
+    );
+    let state = store.load().await.unwrap();
+    assert_eq!(state.get(StepId::Storage).unwrap().status, Status::Done);
+    assert!(!state.is_done(StepId::Staging, &plan.steps[3].digest));
+}
