@@ -108,19 +108,49 @@ fn coverage_line(complete: usize, failed: usize) -> String {
     .unwrap()
 }
 
+/// What the played controllers do; the tests turn these knobs.
+#[derive(Clone)]
+struct Knobs {
+    /// Fail the compile job.
+    fail_compile: Arc<AtomicBool>,
+    /// How often the compile job was applied.
+    compile_runs: Arc<AtomicUsize>,
+    /// What the cache check prints.
+    cache: CheckAnswer,
+    /// What the dataset check prints.
+    dataset: CheckAnswer,
+    /// When set, the staging Job's pod has this status and never finishes.
+    stuck: Arc<Mutex<Option<serde_json::Value>>>,
+    /// When set, a compile worker has this status and the compile job never finishes.
+    stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            fail_compile: Arc::default(),
+            compile_runs: Arc::default(),
+            cache: Arc::new(Mutex::new(Some(coverage_line(0, 0)))),
+            dataset: Arc::new(Mutex::new(Some(fingerprint_line(27_390)))),
+            stuck: Arc::default(),
+            stuck_compile: Arc::default(),
+        }
+    }
+}
+
 /// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
 /// Jobs and runs the check Jobs (whose pods print `cache` and `dataset`; `None` fails them), the
 /// MPI Operator finishes the compile job (failing it while `fail_compile` is set) and starts the
 /// train job's launcher, whose log the test writes.
-fn play_controllers(
-    fake: &FakeApiServer,
-    fail_compile: Arc<AtomicBool>,
-    compile_runs: Arc<AtomicUsize>,
-    cache: CheckAnswer,
-    dataset: CheckAnswer,
-    stuck: Arc<Mutex<Option<serde_json::Value>>>,
-    stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
-) {
+fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
+    let Knobs {
+        fail_compile,
+        compile_runs,
+        cache,
+        dataset,
+        stuck,
+        stuck_compile,
+    } = knobs.clone();
     let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
         if event.verb == WriteVerb::Apply && event.subresource.is_none() {
@@ -241,14 +271,7 @@ struct Harness {
     plan: plan::Plan,
     executor: ClusterExecutor<FakePublisher>,
     store: ConfigMapStore,
-    fail_compile: Arc<AtomicBool>,
-    compile_runs: Arc<AtomicUsize>,
-    cache: CheckAnswer,
-    dataset: CheckAnswer,
-    /// When set, the staging Job's pod has this status and never finishes.
-    stuck: Arc<Mutex<Option<serde_json::Value>>>,
-    /// When set, a compile worker has this status and the compile job never finishes.
-    stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
+    knobs: Knobs,
     lines: Arc<Mutex<Vec<FollowEvent>>>,
     statuses: Arc<Mutex<Vec<String>>>,
 }
@@ -256,21 +279,8 @@ struct Harness {
 async fn harness(config: Config) -> Harness {
     let fake = FakeApiServer::start().await;
     seed_healthy_cluster(&fake);
-    let fail_compile = Arc::new(AtomicBool::new(false));
-    let compile_runs = Arc::new(AtomicUsize::new(0));
-    let cache: CheckAnswer = Arc::new(Mutex::new(Some(coverage_line(0, 0))));
-    let dataset: CheckAnswer = Arc::new(Mutex::new(Some(fingerprint_line(27_390))));
-    let stuck = Arc::new(Mutex::new(None));
-    let stuck_compile = Arc::new(Mutex::new(None));
-    play_controllers(
-        &fake,
-        fail_compile.clone(),
-        compile_runs.clone(),
-        cache.clone(),
-        dataset.clone(),
-        stuck.clone(),
-        stuck_compile.clone(),
-    );
+    let knobs = Knobs::default();
+    play_controllers(&fake, &knobs);
     let rendered =
         bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage")).unwrap();
     let plan = plan::plan(&config, &rendered);
@@ -305,12 +315,7 @@ async fn harness(config: Config) -> Harness {
         plan,
         executor,
         store,
-        fail_compile,
-        compile_runs,
-        cache,
-        dataset,
-        stuck,
-        stuck_compile,
+        knobs,
         lines,
         statuses,
     }
@@ -335,8 +340,12 @@ impl Harness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
     let mut h = harness(config()).await;
-    h.fail_compile.store(true, Ordering::SeqCst);
-    let (fake, compile_runs, lines) = (h.fake.clone(), h.compile_runs.clone(), h.lines.clone());
+    h.knobs.fail_compile.store(true, Ordering::SeqCst);
+    let (fake, compile_runs, lines) = (
+        h.fake.clone(),
+        h.knobs.compile_runs.clone(),
+        h.lines.clone(),
+    );
 
     // First run: the compile job fails; the error carries the operator's reason.
     let (report, events) = h.run(Selection::default()).await;
@@ -363,7 +372,7 @@ async fn deploy_resumes_after_a_failed_compile_and_then_has_nothing_to_do() {
     assert!(!everything.contains("hf_secret_token_value"));
 
     // Second run: resumes at compile (staging is not redone), then trains and follows.
-    h.fail_compile.store(false, Ordering::SeqCst);
+    h.knobs.fail_compile.store(false, Ordering::SeqCst);
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, None, "{events:#?}");
     assert_eq!(
@@ -445,7 +454,7 @@ fn finished_summary(events: &[Event], step: StepId) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_compile_cache_skips_the_compile_job_and_training_starts() {
     let mut h = harness(config()).await;
-    *h.cache.lock().unwrap() = Some(coverage_line(12, 0));
+    *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, None, "{events:#?}");
     assert!(report.ran.contains(&StepId::Compile));
@@ -454,7 +463,7 @@ async fn a_warm_compile_cache_skips_the_compile_job_and_training_starts() {
         summary.contains("compile job skipped") && summary.contains("12 complete entries"),
         "{summary}"
     );
-    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 0);
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 0);
     assert!(
         h.fake
             .get::<MPIJob>("default", "test-mpi-compile")
@@ -498,7 +507,7 @@ async fn a_cold_cache_runs_the_compile_job_and_says_what_it_waits_for() {
     let mut h = harness(config()).await;
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, None, "{events:#?}");
-    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     let statuses = h.statuses.lock().unwrap().clone();
     for expected in [
         "waiting for the claim fsx-claim to be Bound",
@@ -516,18 +525,18 @@ async fn a_cold_cache_runs_the_compile_job_and_says_what_it_waits_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_cache_check_does_not_block_the_compile_job() {
     let mut h = harness(config()).await;
-    *h.cache.lock().unwrap() = None;
+    *h.knobs.cache.lock().unwrap() = None;
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, None, "{events:#?}");
-    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_compile_failures_are_named_when_the_compile_job_fails() {
     let mut h = harness(config()).await;
-    *h.cache.lock().unwrap() = Some(coverage_line(3, 2));
-    h.fail_compile.store(true, Ordering::SeqCst);
+    *h.knobs.cache.lock().unwrap() = Some(coverage_line(3, 2));
+    h.knobs.fail_compile.store(true, Ordering::SeqCst);
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, Some(StepId::Compile));
     let failure = failure(&events);
@@ -542,10 +551,10 @@ async fn force_compile_runs_the_compile_job_without_asking_the_cache() {
     let mut config = config();
     config.training.force_compile = true;
     let mut h = harness(config).await;
-    *h.cache.lock().unwrap() = Some(coverage_line(12, 0));
+    *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
     let (report, events) = h.run(Selection::default()).await;
     assert_eq!(report.failed, None, "{events:#?}");
-    assert_eq!(h.compile_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     assert!(h.fake.get::<Job>("default", "trnkit-cache-check").is_none());
 }
 
@@ -610,7 +619,7 @@ async fn staging_is_redone_when_the_dataset_on_shared_changed_or_vanished() {
 
     // Someone changed the dataset by hand: the fingerprint differs, so staging runs again and
     // records what it produced; the later steps keep their records (their inputs are the same).
-    *h.dataset.lock().unwrap() = Some(fingerprint_line(10));
+    *h.knobs.dataset.lock().unwrap() = Some(fingerprint_line(10));
     let (report, events) = h.run(no_follow()).await;
     assert_eq!(report.failed, None, "{events:#?}");
     assert!(report.ran.contains(&StepId::Staging), "{report:?}");
@@ -627,7 +636,7 @@ async fn staging_is_redone_when_the_dataset_on_shared_changed_or_vanished() {
     );
 
     // The dataset vanished and staging cannot bring it back: staging fails, naming the check.
-    *h.dataset.lock().unwrap() = None;
+    *h.knobs.dataset.lock().unwrap() = None;
     let (report, events) = h.run(no_follow()).await;
     assert_eq!(report.failed, Some(StepId::Staging), "{events:#?}");
     assert!(
@@ -639,7 +648,7 @@ async fn staging_is_redone_when_the_dataset_on_shared_changed_or_vanished() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_that_cannot_pull_its_image_fails_staging_at_once() {
     let mut h = harness(config()).await;
-    *h.stuck.lock().unwrap() = Some(json!({
+    *h.knobs.stuck.lock().unwrap() = Some(json!({
         "phase": "Pending",
         "containerStatuses": [{"name": "tokenize", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\": 403 Forbidden"}}}],
@@ -704,7 +713,7 @@ fn pod_problems_are_what_waiting_will_not_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compile_worker_without_a_node_fails_compile_after_the_grace_period() {
     let mut h = harness(config()).await;
-    *h.stuck_compile.lock().unwrap() = Some(json!({
+    *h.knobs.stuck_compile.lock().unwrap() = Some(json!({
         "phase": "Pending",
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/7 nodes are available: 4 Insufficient aws.amazon.com/neuron.",
