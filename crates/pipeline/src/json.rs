@@ -212,8 +212,22 @@ impl<'a> Parser<'a> {
 
     /// Validates one value and returns its JSON type name.
     fn value(&mut self, depth: usize) -> PResult<&'static str> {
+        /// The bare words Python's decoder takes, with the type name each reports.
+        const LITERALS: [(&[u8], &str); 6] = [
+            (b"null", "null"),
+            (b"true", "boolean"),
+            (b"false", "boolean"),
+            (b"NaN", "number"),
+            (b"Infinity", "number"),
+            (b"-Infinity", "number"),
+        ];
         if depth > MAX_DEPTH {
             return Err(self.err("maximum recursion depth exceeded while decoding a JSON value"));
+        }
+        let rest = &self.s[self.pos..];
+        if let Some((literal, kind)) = LITERALS.iter().find(|(word, _)| rest.starts_with(word)) {
+            self.pos += literal.len();
+            return Ok(kind);
         }
         match self.peek() {
             Some(b'"') => {
@@ -275,30 +289,6 @@ impl<'a> Parser<'a> {
                         _ => return Err(self.err("Expecting ',' delimiter")),
                     }
                 }
-            }
-            Some(b'n') if self.s[self.pos..].starts_with(b"null") => {
-                self.pos += 4;
-                Ok("null")
-            }
-            Some(b't') if self.s[self.pos..].starts_with(b"true") => {
-                self.pos += 4;
-                Ok("boolean")
-            }
-            Some(b'f') if self.s[self.pos..].starts_with(b"false") => {
-                self.pos += 5;
-                Ok("boolean")
-            }
-            Some(b'N') if self.s[self.pos..].starts_with(b"NaN") => {
-                self.pos += 3;
-                Ok("number")
-            }
-            Some(b'I') if self.s[self.pos..].starts_with(b"Infinity") => {
-                self.pos += 8;
-                Ok("number")
-            }
-            Some(b'-') if self.s[self.pos..].starts_with(b"-Infinity") => {
-                self.pos += 9;
-                Ok("number")
             }
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.err("Expecting value")),
