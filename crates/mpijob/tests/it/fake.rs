@@ -41,6 +41,23 @@ fn launcher(job: &str, suffix: &str, uid: &str, created: &str, phase: &str) -> V
     })
 }
 
+/// A fake with the MPIJob `llama` applied and its first launcher `llama-launcher-aaaaa`
+/// (UID `uid-a`) in `phase`.
+async fn llama_with_launcher(phase: &str) -> (FakeApiServer, Api<MPIJob>, Api<Pod>) {
+    let fake = FakeApiServer::start().await;
+    let jobs: Api<MPIJob> = Api::default_namespaced(fake.client());
+    let pods: Api<Pod> = Api::default_namespaced(fake.client());
+    io::apply(&jobs, &job("llama"), MANAGER).await.unwrap();
+    fake.insert_value(launcher(
+        "llama",
+        "aaaaa",
+        "uid-a",
+        "2026-01-01T00:00:00Z",
+        phase,
+    ));
+    (fake, jobs, pods)
+}
+
 fn set_pod_phase(fake: &FakeApiServer, name: &str, phase: &str) {
     let _: Pod = fake.set_status("default", name, json!({ "phase": phase }));
 }
@@ -294,18 +311,8 @@ async fn next_event(
 
 #[tokio::test]
 async fn follow_reattaches_when_the_launcher_restarts_under_a_new_uid() {
-    let fake = FakeApiServer::start().await;
-    let jobs: Api<MPIJob> = Api::default_namespaced(fake.client());
-    let pods: Api<Pod> = Api::default_namespaced(fake.client());
-    io::apply(&jobs, &job("llama"), MANAGER).await.unwrap();
+    let (fake, jobs, pods) = llama_with_launcher("Pending").await;
     let first = "llama-launcher-aaaaa";
-    fake.insert_value(launcher(
-        "llama",
-        "aaaaa",
-        "uid-a",
-        "2026-01-01T00:00:00Z",
-        "Pending",
-    ));
 
     let mut events = Box::pin(io::follow_launcher(pods, jobs, "llama", options()));
     // Pending pods are not followed yet; once running, the follower attaches.
@@ -388,18 +395,8 @@ async fn follow_reattaches_when_the_launcher_restarts_under_a_new_uid() {
 
 #[tokio::test]
 async fn follow_reconnects_to_the_same_pod_without_repeating_lines() {
-    let fake = FakeApiServer::start().await;
-    let jobs: Api<MPIJob> = Api::default_namespaced(fake.client());
-    let pods: Api<Pod> = Api::default_namespaced(fake.client());
-    io::apply(&jobs, &job("llama"), MANAGER).await.unwrap();
+    let (fake, jobs, pods) = llama_with_launcher("Running").await;
     let pod = "llama-launcher-aaaaa";
-    fake.insert_value(launcher(
-        "llama",
-        "aaaaa",
-        "uid-a",
-        "2026-01-01T00:00:00Z",
-        "Running",
-    ));
     fake.append_log("default", pod, "one");
 
     let mut events = Box::pin(io::follow_launcher(pods, jobs, "llama", options()));
@@ -431,22 +428,12 @@ async fn follow_reconnects_to_the_same_pod_without_repeating_lines() {
 
 #[tokio::test]
 async fn follow_of_a_finished_job_reads_the_last_log_and_ends() {
-    let fake = FakeApiServer::start().await;
-    let jobs: Api<MPIJob> = Api::default_namespaced(fake.client());
-    let pods: Api<Pod> = Api::default_namespaced(fake.client());
-    io::apply(&jobs, &job("llama"), MANAGER).await.unwrap();
+    let (fake, jobs, pods) = llama_with_launcher("Failed").await;
     let _: MPIJob = fake.set_status(
         "default",
         "llama",
         json!({ "conditions": [condition("Failed", "BackoffLimitExceeded", "limit")] }),
     );
-    fake.insert_value(launcher(
-        "llama",
-        "aaaaa",
-        "uid-a",
-        "2026-01-01T00:00:00Z",
-        "Failed",
-    ));
     fake.append_log("default", "llama-launcher-aaaaa", "Traceback");
     fake.close_log("default", "llama-launcher-aaaaa");
     let events: Vec<FollowEvent> = tokio::time::timeout(
