@@ -431,6 +431,22 @@ async fn a_wrong_password_is_reported_as_refused_credentials() {
     );
 }
 
+/// Builds the scratch context with `extra_dockerfile`, which must fail; returns the error.
+async fn failed_build(docker: &bollard::Docker, extra_dockerfile: &str) -> Error {
+    let dir = scratch_context(extra_dockerfile);
+    let context = BuildContext::from_directory(dir.path(), None).unwrap();
+    ecr_image::build_local(
+        docker,
+        &context,
+        &BuildOptions::default(),
+        "trnkit-it/failing",
+        false,
+        &ecr_image::NoProgress,
+    )
+    .await
+    .unwrap_err()
+}
+
 #[tokio::test]
 async fn a_failing_instruction_names_the_step_and_shows_the_output() {
     let Some(socket) = test_support::services::docker() else {
@@ -439,18 +455,7 @@ async fn a_failing_instruction_names_the_step_and_shows_the_output() {
     let docker = ecr_image::connect(&socket).await.unwrap();
 
     // RUN in a scratch image: there is no shell to run it.
-    let dir = scratch_context("RUN echo this cannot run\n");
-    let context = BuildContext::from_directory(dir.path(), None).unwrap();
-    let error = ecr_image::build_local(
-        &docker,
-        &context,
-        &BuildOptions::default(),
-        "trnkit-it/failing",
-        false,
-        &ecr_image::NoProgress,
-    )
-    .await
-    .unwrap_err();
+    let error = failed_build(&docker, "RUN echo this cannot run\n").await;
     let Error::BuildFailed {
         step,
         message,
@@ -475,18 +480,7 @@ async fn a_failing_instruction_names_the_step_and_shows_the_output() {
     eprintln!("failing RUN: {error}");
 
     // COPY of a file that is not in the context (here: excluded by .dockerignore).
-    let dir = scratch_context("COPY ignored/big.bin /big.bin\n");
-    let context = BuildContext::from_directory(dir.path(), None).unwrap();
-    let error = ecr_image::build_local(
-        &docker,
-        &context,
-        &BuildOptions::default(),
-        "trnkit-it/failing",
-        false,
-        &ecr_image::NoProgress,
-    )
-    .await
-    .unwrap_err();
+    let error = failed_build(&docker, "COPY ignored/big.bin /big.bin\n").await;
     let Error::BuildFailed { step, message, .. } = &error else {
         panic!("{error:?}")
     };
