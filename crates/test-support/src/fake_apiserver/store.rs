@@ -215,6 +215,25 @@ pub(crate) struct Store {
     logs: BTreeMap<(String, String), Arc<LogBuffer>>,
 }
 
+/// Records `options.manager`'s update of `updated` over `existing` in `managedFields`, now.
+fn record_update(
+    kind: &KindInfo,
+    options: &WriteOptions,
+    subresource: Option<&str>,
+    existing: &Value,
+    updated: &mut Value,
+) {
+    let now = now();
+    let api_version = kind.api_version();
+    let writer = Writer {
+        manager: &options.manager,
+        subresource,
+        api_version: &api_version,
+        now: &now,
+    };
+    ssa::record_update(existing, updated, &writer);
+}
+
 pub(crate) fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -528,15 +547,7 @@ impl Store {
         if kind.status_subresource && kind.kind != "Namespace" {
             object.as_object_mut().map(|map| map.remove("status"));
         }
-        let now = now();
-        let api_version = kind.api_version();
-        let writer = Writer {
-            manager: &options.manager,
-            subresource: None,
-            api_version: &api_version,
-            now: &now,
-        };
-        ssa::record_update(&Value::Null, &mut object, &writer);
+        record_update(kind, options, None, &Value::Null, &mut object);
         Ok(self.maybe_commit(kind, EventType::Added, object, options.dry_run))
     }
 
@@ -665,15 +676,7 @@ impl Store {
             ));
         }
         let mut updated = object;
-        let now = now();
-        let api_version = kind.api_version();
-        let writer = Writer {
-            manager: &options.manager,
-            subresource,
-            api_version: &api_version,
-            now: &now,
-        };
-        ssa::record_update(&existing, &mut updated, &writer);
+        record_update(kind, options, subresource, &existing, &mut updated);
         Ok(self.finish_update(kind, &existing, updated, subresource, options.dry_run))
     }
 
@@ -691,15 +694,7 @@ impl Store {
         let existing = self.existing(kind, namespace, name)?;
         let mut updated = existing.clone();
         ssa::merge_patch(&mut updated, patch);
-        let now = now();
-        let api_version = kind.api_version();
-        let writer = Writer {
-            manager: &options.manager,
-            subresource,
-            api_version: &api_version,
-            now: &now,
-        };
-        ssa::record_update(&existing, &mut updated, &writer);
+        record_update(kind, options, subresource, &existing, &mut updated);
         Ok(self.finish_update(kind, &existing, updated, subresource, options.dry_run))
     }
 
