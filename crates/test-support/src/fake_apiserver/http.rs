@@ -211,7 +211,7 @@ fn version() -> Value {
 }
 
 fn group_list(shared: &Shared) -> Value {
-    let store = shared.store.lock().expect("store lock poisoned");
+    let store = shared.store();
     let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for kind in store.kinds.iter().filter(|kind| !kind.group.is_empty()) {
         let versions = groups.entry(&kind.group).or_default();
@@ -230,7 +230,7 @@ fn group_list(shared: &Shared) -> Value {
 }
 
 fn resource_list(request: &Request<'_>, group: &str, version: &str) -> Result<Response, ApiError> {
-    let store = request.shared.store.lock().expect("store lock poisoned");
+    let store = request.shared.store();
     let kinds: Vec<&KindInfo> = store
         .kinds
         .iter()
@@ -276,7 +276,7 @@ fn target(
     version: &str,
     rest: &[&str],
 ) -> Result<Target, ApiError> {
-    let store = request.shared.store.lock().expect("store lock poisoned");
+    let store = request.shared.store();
     let lookup = |plural: &str| {
         store
             .kind_by_plural(group, version, plural)
@@ -393,9 +393,7 @@ fn resource(
             let options = write_options(request);
             let result = request
                 .shared
-                .store
-                .lock()
-                .expect("store lock poisoned")
+                .store()
                 .create(&target.kind, &namespace, body()?, &options);
             let change = result?;
             fire(
@@ -415,7 +413,7 @@ fn resource(
                 labels,
                 fields,
             };
-            let mut store = request.shared.store.lock().expect("store lock poisoned");
+            let mut store = request.shared.store();
             let mut deleted = Vec::new();
             let mut changes = Vec::new();
             for object in store.list(&filter) {
@@ -437,7 +435,7 @@ fn resource(
         }
         (Some(name), Some("log")) if *method == Method::GET => logs(request, &namespace, name),
         (Some(name), subresource) if *method == Method::GET => {
-            let store = request.shared.store.lock().expect("store lock poisoned");
+            let store = request.shared.store();
             let _ = subresource;
             let object = store
                 .get(&target.kind, &namespace, name)
@@ -447,19 +445,14 @@ fn resource(
         }
         (Some(name), subresource) if *method == Method::PUT => {
             let options = write_options(request);
-            let result = request
-                .shared
-                .store
-                .lock()
-                .expect("store lock poisoned")
-                .replace(
-                    &target.kind,
-                    &namespace,
-                    name,
-                    subresource,
-                    body()?,
-                    &options,
-                );
+            let result = request.shared.store().replace(
+                &target.kind,
+                &namespace,
+                name,
+                subresource,
+                body()?,
+                &options,
+            );
             let change = result?;
             fire(
                 request.shared,
@@ -474,36 +467,26 @@ fn resource(
             let options = write_options(request);
             let content_type = request.content_type.unwrap_or_default();
             let (result, verb) = if content_type.starts_with("application/apply-patch") {
-                let result = request
-                    .shared
-                    .store
-                    .lock()
-                    .expect("store lock poisoned")
-                    .apply(
-                        &target.kind,
-                        &namespace,
-                        name,
-                        subresource,
-                        body()?,
-                        &options,
-                    );
+                let result = request.shared.store().apply(
+                    &target.kind,
+                    &namespace,
+                    name,
+                    subresource,
+                    body()?,
+                    &options,
+                );
                 (result, WriteVerb::Apply)
             } else if content_type.starts_with("application/merge-patch+json")
                 || content_type.starts_with("application/strategic-merge-patch+json")
             {
-                let result = request
-                    .shared
-                    .store
-                    .lock()
-                    .expect("store lock poisoned")
-                    .merge_patch(
-                        &target.kind,
-                        &namespace,
-                        name,
-                        subresource,
-                        &body()?,
-                        &options,
-                    );
+                let result = request.shared.store().merge_patch(
+                    &target.kind,
+                    &namespace,
+                    name,
+                    subresource,
+                    &body()?,
+                    &options,
+                );
                 (result, WriteVerb::Patch)
             } else {
                 return Err(ApiError::new(
@@ -534,9 +517,7 @@ fn resource(
                 .is_some_and(|value| value == "All");
             let result = request
                 .shared
-                .store
-                .lock()
-                .expect("store lock poisoned")
+                .store()
                 .delete(&target.kind, &namespace, name, dry_run);
             let changes = result?;
             fire(request.shared, WriteVerb::Delete, None, &changes, dry_run);
@@ -611,7 +592,7 @@ fn list(request: &Request<'_>, target: &Target) -> Result<Response, ApiError> {
         labels,
         fields,
     };
-    let store = request.shared.store.lock().expect("store lock poisoned");
+    let store = request.shared.store();
     let items = store.list(&filter);
     Ok(json_response(
         StatusCode::OK,
@@ -644,7 +625,7 @@ fn watch(request: &Request<'_>, target: &Target) -> Result<Response, ApiError> {
         .get("timeoutSeconds")
         .and_then(|seconds| seconds.parse::<u64>().ok())
         .unwrap_or(1800);
-    let mut store = request.shared.store.lock().expect("store lock poisoned");
+    let mut store = request.shared.store();
     let (mut replay, receiver) = match store.watch(filter, from, initial_events) {
         Ok(started) => started,
         Err(error) => {
@@ -682,7 +663,7 @@ fn watch(request: &Request<'_>, target: &Target) -> Result<Response, ApiError> {
 }
 
 fn logs(request: &Request<'_>, namespace: &str, pod: &str) -> Result<Response, ApiError> {
-    let mut store = request.shared.store.lock().expect("store lock poisoned");
+    let mut store = request.shared.store();
     let pods = store
         .kind("v1", "Pod")
         .cloned()

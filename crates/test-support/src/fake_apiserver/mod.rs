@@ -156,6 +156,13 @@ pub(crate) struct Shared {
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+impl Shared {
+    /// The store, locked.
+    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
+        self.store.lock().expect("store lock poisoned")
+    }
+}
+
 /// Configures a [`FakeApiServer`] before it starts.
 #[derive(Debug, Default)]
 pub struct FakeApiServerBuilder {
@@ -285,7 +292,7 @@ impl FakeApiServer {
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
-        self.shared.store.lock().expect("store lock poisoned")
+        self.shared.store()
     }
 
     fn kind_of(&self, api_version: &str, kind: &str) -> KindInfo {
