@@ -9,11 +9,7 @@ use crate::prune::{Action, PruneOptions, plan, prune};
 use crate::{Error, State, coverage, inspect, verify};
 
 fn fixture() -> Tree {
-    let tree = Tree::new();
-    tree.complete("00000000000000000001");
-    tree.failed("00000000000000000002");
-    tree.locked("00000000000000000003", Duration::from_secs(10 * 60));
-    tree.locked("00000000000000000004", Duration::from_secs(5 * 3600));
+    let tree = Tree::with_four_states(Duration::from_secs(10 * 60), Duration::from_secs(5 * 3600));
     tree.entry(
         VERSION,
         "00000000000000000005",

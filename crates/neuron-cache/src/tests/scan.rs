@@ -18,11 +18,7 @@ fn state_of(report: &crate::CacheReport, graph: &str) -> State {
 
 #[test]
 fn every_state_is_recognized() {
-    let tree = Tree::new();
-    tree.complete("00000000000000000001");
-    tree.failed("00000000000000000002");
-    tree.locked("00000000000000000003", Duration::from_secs(60));
-    tree.locked("00000000000000000004", Duration::from_secs(3 * 3600));
+    let tree = Tree::with_four_states(Duration::from_secs(60), Duration::from_secs(3 * 3600));
     tree.entry(
         VERSION,
         "00000000000000000005",
@@ -361,11 +357,7 @@ fn many_entries_are_classified_the_same_in_parallel() {
 
 #[test]
 fn without_sizes_the_states_are_the_same_and_bytes_are_zero() {
-    let tree = Tree::new();
-    tree.complete("00000000000000000001");
-    tree.failed("00000000000000000002");
-    tree.locked("00000000000000000003", Duration::from_secs(60));
-    tree.locked("00000000000000000004", Duration::from_secs(3 * 3600));
+    let tree = Tree::with_four_states(Duration::from_secs(60), Duration::from_secs(3 * 3600));
     tree.entry(
         VERSION,
         "00000000000000000005",

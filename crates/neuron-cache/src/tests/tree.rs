@@ -46,6 +46,17 @@ impl Tree {
         path
     }
 
+    /// A tree with entries 1 (complete), 2 (failed), 3 (locked `young` ago) and 4 (locked `old`
+    /// ago).
+    pub(super) fn with_four_states(young: Duration, old: Duration) -> Self {
+        let tree = Self::new();
+        tree.complete("00000000000000000001");
+        tree.failed("00000000000000000002");
+        tree.locked("00000000000000000003", young);
+        tree.locked("00000000000000000004", old);
+        tree
+    }
+
     pub(super) fn complete(&self, graph: &str) -> PathBuf {
         self.entry(
             VERSION,
