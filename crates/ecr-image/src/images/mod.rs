@@ -66,6 +66,11 @@ pub(crate) fn check_value(image: &str, parameter: &str, value: &str) -> Result<(
     Ok(())
 }
 
+/// The base of the training and TensorBoard images: Ubuntu 22.04 (the Neuron SDK's), pinned
+/// by digest.
+pub(crate) const UBUNTU_JAMMY: &str = "public.ecr.aws/docker/library/ubuntu:jammy-20260901.2@sha256:\
+     b8b6ee6aa931ecd9d0d952abc34dc0e5f7c6a30c6bb71b079fe399fde0329c02";
+
 /// Checks a git commit id: 40 lowercase hex digits (a full SHA-1, never a branch).
 pub(crate) fn check_commit(image: &str, parameter: &str, value: &str) -> Result<()> {
     if value.len() == 40

@@ -42,9 +42,7 @@ pub struct TensorboardImage {
 impl Default for TensorboardImage {
     fn default() -> Self {
         Self {
-            base_image: "public.ecr.aws/docker/library/ubuntu:jammy-20260901.2@sha256:\
-                         b8b6ee6aa931ecd9d0d952abc34dc0e5f7c6a30c6bb71b079fe399fde0329c02"
-                .to_owned(),
+            base_image: super::UBUNTU_JAMMY.to_owned(),
             pip_version: "24.3.1".to_owned(),
             tensorboard_version: "2.18.0".to_owned(),
             // A neutral default: the shared file system's layout is not this crate's to know.

@@ -83,9 +83,7 @@ impl Default for TrainingImage {
     /// The Neuron SDK 2.21.0 set and `neuronx-nemo-megatron` at `f4743ce`.
     fn default() -> Self {
         Self {
-            base_image: "public.ecr.aws/docker/library/ubuntu:jammy-20260901.2@sha256:\
-                         b8b6ee6aa931ecd9d0d952abc34dc0e5f7c6a30c6bb71b079fe399fde0329c02"
-                .to_owned(),
+            base_image: super::UBUNTU_JAMMY.to_owned(),
             ubuntu_codename: "jammy".to_owned(),
             python: "python3.10".to_owned(),
             pip_version: "24.3.1".to_owned(),
