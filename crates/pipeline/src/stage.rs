@@ -149,14 +149,19 @@ fn copy_file(from: &Path, to: &Path) -> Result<u64> {
     Ok(copied)
 }
 
-/// Stages a tokenizer into `dir` (created if needed).
-pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
+/// Creates `dir` and reads what earlier runs recorded there; the report starts empty.
+fn begin(dir: &Path) -> Result<(BTreeMap<String, StagedFile>, StageReport)> {
     fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let mut manifest = load_manifest(dir);
-    let mut report = StageReport {
+    let report = StageReport {
         dir: dir.to_owned(),
         ..StageReport::default()
     };
+    Ok((load_manifest(dir), report))
+}
+
+/// Stages a tokenizer into `dir` (created if needed).
+pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
+    let (mut manifest, mut report) = begin(dir)?;
     match source {
         Source::Local(paths) => {
             let from = PathBuf::from(
@@ -235,12 +240,7 @@ pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageRe
 /// Stages a dataset's JSONL files into `dir`, keeping their relative paths. From the Hub, the
 /// files whose names contain `.json` are taken (e.g. `*.jsonl`, `*.jsonl.zst`).
 pub fn stage_dataset(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
-    fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let mut manifest = load_manifest(dir);
-    let mut report = StageReport {
-        dir: dir.to_owned(),
-        ..StageReport::default()
-    };
+    let (mut manifest, mut report) = begin(dir)?;
     match source {
         Source::Local(patterns) => {
             for file in crate::input::expand_inputs(patterns)? {
