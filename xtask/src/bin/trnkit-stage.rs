@@ -4,8 +4,6 @@
 //!
 //! It shares its argument types with `cargo xtask tokenize` and `cargo xtask dataset`.
 
-#![allow(clippy::print_stderr)]
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,30 +36,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    xtask::cli::init_tracing(cli.global.verbose, cli.global.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: could not start the tokio runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    let global = cli.global;
+    xtask::cli::main_with(global.verbose, global.quiet, async move {
         match cli.command {
             Command::Stage(args) => tokenize::stage(args).await,
-            Command::Tokenize(args) => tokenize::run(args, &cli.global).await,
-            Command::Dataset(command) => dataset::run(command, &cli.global).await,
-            Command::Cache(command) => cache::run(command, &cli.global).await,
+            Command::Tokenize(args) => tokenize::run(args, &global).await,
+            Command::Dataset(command) => dataset::run(command, &global).await,
+            Command::Cache(command) => cache::run(command, &global).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -149,6 +149,36 @@ pub async fn render_manifests(
     Ok(crate::deploy::bundle::render_all(config, None, file_system, &stager)?.all_manifests())
 }
 
+/// The body of both binaries (`cargo xtask`, `trnkit-stage`): picks the rustls provider,
+/// installs tracing, builds the tokio runtime, runs `work` and prints its whole error chain.
+pub fn main_with(
+    verbose: u8,
+    quiet: bool,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    // kube (ring) and the AWS SDK (aws-lc-rs) both enable a rustls provider, so rustls cannot
+    // choose one itself: pick ring before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_tracing(verbose, quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the tokio runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Installs the `tracing` subscriber; `RUST_LOG` overrides the verbosity flags.
 pub fn init_tracing(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
