@@ -51,6 +51,15 @@ pub struct Target {
     pub region: Option<String>,
 }
 
+impl Target {
+    /// The `trnkit:name` tag value: `--name`, else `[cluster] name`.
+    fn tag_name(&self, config: &Config) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| config.cluster.name.clone())
+    }
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -185,11 +194,7 @@ pub async fn file_system_facts(
 }
 
 async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
-    let name = args
-        .target
-        .name
-        .clone()
-        .unwrap_or_else(|| config.cluster.name.clone());
+    let name = args.target.tag_name(config);
     let mut spec = spec_from_config(config, &name)?;
     if let Some(subnet) = &args.subnet_id {
         spec.subnet_id = subnet.clone();
@@ -284,11 +289,7 @@ async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::R
 async fn describe(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
     let client = client(args.target.region.as_deref(), config).await;
     let Some(file_system) = find(&client, &args.target, config).await? else {
-        let name = args
-            .target
-            .name
-            .clone()
-            .unwrap_or_else(|| config.cluster.name.clone());
+        let name = args.target.tag_name(config);
         bail!(
             "no FSx file system is tagged trnkit:name={name}; create one with `cargo xtask fsx create`"
         )
@@ -299,11 +300,7 @@ async fn describe(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
 async fn delete(args: DeleteArgs, config: &Config) -> anyhow::Result<()> {
     let client = client(args.target.region.as_deref(), config).await;
     let Some(file_system) = find(&client, &args.target, config).await? else {
-        let name = args
-            .target
-            .name
-            .clone()
-            .unwrap_or_else(|| config.cluster.name.clone());
+        let name = args.target.tag_name(config);
         eprintln!("no FSx file system is tagged trnkit:name={name}: nothing to delete");
         return Ok(());
     };
@@ -370,10 +367,7 @@ async fn find(
     {
         return Ok(io::describe(client, &id).await?);
     }
-    let name = target
-        .name
-        .clone()
-        .unwrap_or_else(|| config.cluster.name.clone());
+    let name = target.tag_name(config);
     let mut found: Vec<FileSystem> = io::find_by_name(client, &name).await?;
     // A file system being deleted only counts when it is the only one.
     if found.len() > 1 {

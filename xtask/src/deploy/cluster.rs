@@ -85,13 +85,6 @@ pub struct ClusterExecutor<P> {
     pub on_status: Box<dyn Fn(&str) + Send + Sync>,
 }
 
-fn values(manifests: &[Manifest]) -> Vec<serde_json::Value> {
-    manifests
-        .iter()
-        .map(|manifest| manifest.value.clone())
-        .collect()
-}
-
 impl<P: ImagePublisher> ClusterExecutor<P> {
     fn namespace(&self) -> &str {
         &self.config.cluster.namespace
@@ -99,6 +92,22 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
 
     fn field_manager(&self) -> &str {
         &self.config.cluster.field_manager
+    }
+
+    /// Server-side applies `manifests` in order, in the configured namespace.
+    async fn apply(&self, manifests: &[Manifest]) -> anyhow::Result<()> {
+        let values: Vec<serde_json::Value> = manifests
+            .iter()
+            .map(|manifest| manifest.value.clone())
+            .collect();
+        kube_apply::apply_all(
+            &self.client,
+            &values,
+            self.namespace(),
+            self.field_manager(),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn preflight(&self) -> anyhow::Result<StepOutput> {
@@ -138,13 +147,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             Api::namespaced(self.client.clone(), self.namespace());
         let claim_name = self.config.storage.claim_name.clone();
         if !step.manifests.is_empty() {
-            kube_apply::apply_all(
-                &self.client,
-                &values(&step.manifests),
-                self.namespace(),
-                self.field_manager(),
-            )
-            .await?;
+            self.apply(&step.manifests).await?;
         } else if claims.get_opt(&claim_name).await?.is_none() {
             bail!(
                 "the claim {}/{claim_name} does not exist: create it, or set storage.mode to \"dynamic\" or \"static\" so trnkit creates it",
@@ -264,13 +267,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 format!("the previous Job {name} was not deleted within 2 minutes")
             })??;
         }
-        kube_apply::apply_all(
-            &self.client,
-            std::slice::from_ref(&manifest.value),
-            self.namespace(),
-            self.field_manager(),
-        )
-        .await?;
+        self.apply(std::slice::from_ref(manifest)).await?;
         let finished = |job: Option<&Job>| {
             job.and_then(|job| job.status.as_ref())
                 .and_then(|status| status.conditions.as_ref())
@@ -553,13 +550,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         } else {
             false
         };
-        kube_apply::apply_all(
-            &self.client,
-            &values(&step.manifests),
-            self.namespace(),
-            self.field_manager(),
-        )
-        .await?;
+        self.apply(&step.manifests).await?;
         Ok(StepOutput {
             summary: format!(
                 "TensorBoard applied ({}); `cargo xtask tensorboard` prints its URL and password",
