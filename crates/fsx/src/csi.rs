@@ -347,12 +347,5 @@ fn validate_dns(what: &'static str, name: &str, max: usize, dots: bool) -> Resul
     } else {
         None
     };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(Error::InvalidName {
-            what,
-            name: name.escape_debug().to_string(),
-            reason,
-        }),
-    }
+    Error::check_name(what, name, reason)
 }

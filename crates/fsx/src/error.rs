@@ -153,3 +153,17 @@ fn humanize(duration: Duration) -> String {
 
 /// `Result` with [`Error`] as its default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// `Ok` when `reason` is `None`, else [`Error::InvalidName`] for `name` (escaped).
+    pub(crate) fn check_name(what: &'static str, name: &str, reason: Option<String>) -> Result<()> {
+        match reason {
+            None => Ok(()),
+            Some(reason) => Err(Self::InvalidName {
+                what,
+                name: name.escape_debug().to_string(),
+                reason,
+            }),
+        }
+    }
+}

@@ -266,12 +266,5 @@ pub fn validate_component(what: &'static str, name: &str) -> Result<()> {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
             .map(|c| format!("it contains {:?}; use letters, digits, `-`, `_` and `.`", c))
     };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(Error::InvalidName {
-            what,
-            name: name.escape_debug().to_string(),
-            reason,
-        }),
-    }
+    Error::check_name(what, name, reason)
 }
