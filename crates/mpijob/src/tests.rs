@@ -41,16 +41,17 @@ fn check_rejected(config: &TrainiumJobConfig, path: &str, fragment: &str) {
     );
 }
 
-fn launcher_command(job: &MPIJob) -> Vec<String> {
-    job.spec.mpi_replica_specs["Launcher"]
+fn launcher_container(job: &MPIJob) -> &k8s_openapi::api::core::v1::Container {
+    &job.spec.mpi_replica_specs["Launcher"]
         .template
         .spec
         .as_ref()
         .unwrap()
         .containers[0]
-        .command
-        .clone()
-        .unwrap()
+}
+
+fn launcher_command(job: &MPIJob) -> Vec<String> {
+    launcher_container(job).command.clone().unwrap()
 }
 
 #[test]
@@ -143,16 +144,7 @@ fn presets_carry_the_blueprint_values() {
         }
     }
     // Both jobs carry the same compiler flags and cache.
-    let env_of = |job: &MPIJob| {
-        job.spec.mpi_replica_specs["Launcher"]
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .env
-            .clone()
-    };
+    let env_of = |job: &MPIJob| launcher_container(job).env.clone();
     assert_eq!(env_of(&compile), env_of(&train));
 }
 
