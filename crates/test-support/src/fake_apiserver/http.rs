@@ -396,14 +396,14 @@ fn resource(
                 .store()
                 .create(&target.kind, &namespace, body()?, &options);
             let change = result?;
-            fire(
-                request.shared,
+            Ok(written(
+                request,
                 WriteVerb::Create,
                 None,
-                std::slice::from_ref(&change),
+                &change,
                 options.dry_run,
-            );
-            Ok(json_response(StatusCode::CREATED, &change.object))
+                StatusCode::CREATED,
+            ))
         }
         (None, _) if *method == Method::DELETE => {
             let (labels, fields) = selectors(request.query)?;
@@ -454,14 +454,14 @@ fn resource(
                 &options,
             );
             let change = result?;
-            fire(
-                request.shared,
+            Ok(written(
+                request,
                 WriteVerb::Update,
                 subresource,
-                std::slice::from_ref(&change),
+                &change,
                 options.dry_run,
-            );
-            Ok(json_response(StatusCode::OK, &change.object))
+                StatusCode::OK,
+            ))
         }
         (Some(name), subresource) if *method == Method::PATCH => {
             let options = write_options(request);
@@ -501,14 +501,14 @@ fn resource(
             } else {
                 StatusCode::OK
             };
-            fire(
-                request.shared,
+            Ok(written(
+                request,
                 verb,
                 subresource,
-                std::slice::from_ref(&change),
+                &change,
                 options.dry_run,
-            );
-            Ok(json_response(code, &change.object))
+                code,
+            ))
         }
         (Some(name), None) if *method == Method::DELETE => {
             let dry_run = request
@@ -536,6 +536,25 @@ fn resource(
 }
 
 /// Runs the hooks registered for the written kinds, outside the store lock.
+/// The response to a write of one object, after the hooks have seen it.
+fn written(
+    request: &Request<'_>,
+    verb: WriteVerb,
+    subresource: Option<&str>,
+    change: &Change,
+    dry_run: bool,
+    code: StatusCode,
+) -> Response {
+    fire(
+        request.shared,
+        verb,
+        subresource,
+        std::slice::from_ref(change),
+        dry_run,
+    );
+    json_response(code, &change.object)
+}
+
 fn fire(
     shared: &Arc<Shared>,
     verb: WriteVerb,
