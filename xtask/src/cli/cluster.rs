@@ -43,6 +43,8 @@ pub(crate) async fn client(config: &Config) -> anyhow::Result<kube::Client> {
 /// Builds with the local Docker engine and pushes to ECR (or `image.registry`).
 struct EcrPublisher {
     config: Config,
+    /// The AWS configuration deploy resolved once (the cluster's region).
+    sdk: aws_config::SdkConfig,
     definitions: Vec<ecr_image::ImageDefinition>,
     /// The Docker engine (`DOCKER_HOST`, else the usual socket).
     docker_host: String,
@@ -55,9 +57,7 @@ impl ImagePublisher for EcrPublisher {
         &mut self,
         _images: &BTreeMap<String, RenderedImage>,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        // The cluster's region, whatever the environment's default is.
-        let aws = super::aws_sdk_config(Some(&self.config.cluster.region), &self.config).await;
-        let ecr = aws_sdk_ecr::Client::new(&aws);
+        let ecr = aws_sdk_ecr::Client::new(&self.sdk);
         let repository = ecr_image::ensure_repository(
             &ecr,
             &ecr_image::RepositorySpec::new(&self.config.image.repository),
@@ -129,7 +129,8 @@ pub(crate) async fn deploy(
 ) -> anyhow::Result<()> {
     let spinner = StepSpinner::new(global.quiet);
     // Who we act as in AWS, before anything is rendered or touched: the account names the ECR
-    // registry, and credentials for another account than the configured one stop here.
+    // registry, and credentials for another account than the configured one stop here. The
+    // cluster's region, whatever the environment's default is.
     let sdk = super::aws_sdk_config(Some(&config.cluster.region), config).await;
     let identity = crate::aws_identity::fetch(&sdk).await?;
     let config = &crate::aws_identity::reconcile(config, &identity)?;
@@ -152,9 +153,11 @@ pub(crate) async fn deploy(
     let mut executor = ClusterExecutor {
         client: client.clone(),
         config: config.clone(),
+        facts: Some(facts),
         images: rendered.images.clone(),
         publisher: EcrPublisher {
             config: config.clone(),
+            sdk,
             definitions,
             docker_host: std::env::var("DOCKER_HOST")
                 .ok()

@@ -71,6 +71,9 @@ pub struct ClusterExecutor<P> {
     pub client: kube::Client,
     /// The configuration.
     pub config: Config,
+    /// Cluster facts the caller fetched moments ago (to choose the launcher gate); the
+    /// preflight step uses them once instead of asking again, and fetches afresh otherwise.
+    pub facts: Option<kube_apply::ClusterFacts>,
     /// Everything rendered (the images, for the images step).
     pub images: BTreeMap<String, RenderedImage>,
     /// Builds and pushes images.
@@ -110,8 +113,11 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         Ok(())
     }
 
-    async fn preflight(&self) -> anyhow::Result<StepOutput> {
-        let facts = kube_apply::fetch_facts(&self.client).await;
+    async fn preflight(&mut self) -> anyhow::Result<StepOutput> {
+        let facts = match self.facts.take() {
+            Some(facts) => facts,
+            None => kube_apply::fetch_facts(&self.client).await,
+        };
         let training = &self.config.training;
         let preflight = kube_apply::evaluate(&facts, &requirements(training));
         if !preflight.passed() {

@@ -290,6 +290,7 @@ async fn harness(config: Config) -> Harness {
     let executor = ClusterExecutor {
         client: fake.client(),
         config: config.clone(),
+        facts: None,
         images: rendered.images.clone(),
         publisher: FakePublisher::default(),
         hf_token: Some("hf_secret_token_value".to_owned()),
