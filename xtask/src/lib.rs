@@ -6,6 +6,7 @@
 //! take their clients as arguments; only the `cli` modules print.
 
 pub mod aws_identity;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod deploy;

@@ -136,13 +136,6 @@ struct InspectOutput<'a> {
     flags_mismatch: Option<String>,
 }
 
-/// What `inspect --coverage-only --json` prints: one line, read back by deploy.
-#[derive(Serialize, serde::Deserialize)]
-pub(crate) struct CoverageOutput<C> {
-    pub(crate) coverage: C,
-    pub(crate) flags_mismatch: Option<String>,
-}
-
 async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
     let root = cache_root(args.root.root, config);
     let options = InspectOptions {
@@ -179,8 +172,8 @@ async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow:
 
     if args.coverage_only {
         if args.root.json {
-            let output = CoverageOutput {
-                coverage: &coverage,
+            let output = crate::checks::CoverageLine {
+                coverage: coverage.clone(),
                 flags_mismatch,
             };
             out!("{}", serde_json::to_string(&output)?);

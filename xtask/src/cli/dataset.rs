@@ -45,55 +45,6 @@ pub enum Command {
     },
 }
 
-/// What `dataset fingerprint` prints for one dataset.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Fingerprint {
-    /// The dataset prefix.
-    pub prefix: String,
-    /// SHA-256 of the `.idx` (sizes, pointers and document index: any re-tokenization that
-    /// changes a length changes it).
-    pub idx_sha256: String,
-    /// Size of the `.bin`.
-    pub bin_bytes: u64,
-    /// Documents.
-    pub documents: u64,
-    /// Tokens.
-    pub tokens: u64,
-}
-
-/// The line `dataset fingerprint` prints.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Fingerprints {
-    /// One per prefix, in order.
-    pub datasets: Vec<Fingerprint>,
-}
-
-/// Verifies the dataset at `prefix` and fingerprints it.
-pub fn fingerprint(prefix: &std::path::Path) -> anyhow::Result<Fingerprint> {
-    let index =
-        IndexReader::open(prefix).with_context(|| format!("opening {}", prefix.display()))?;
-    let report = index
-        .verify()
-        .with_context(|| format!("reading {}", prefix.display()))?;
-    if !report.problems.is_empty() {
-        bail!(
-            "{} is inconsistent: {}",
-            prefix.display(),
-            report.problems.join("; ")
-        );
-    }
-    let mut idx = prefix.as_os_str().to_owned();
-    idx.push(".idx");
-    let (idx_sha256, _) = pipeline::stage::sha256_file(std::path::Path::new(&idx))?;
-    Ok(Fingerprint {
-        prefix: prefix.display().to_string(),
-        idx_sha256,
-        bin_bytes: report.bin_len,
-        documents: index.doc_entries.saturating_sub(1),
-        tokens: report.tokens,
-    })
-}
-
 pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || run_blocking(command))
         .await
@@ -171,9 +122,12 @@ fn run_blocking(command: Command) -> anyhow::Result<()> {
         Command::Fingerprint { prefixes } => {
             let datasets = prefixes
                 .iter()
-                .map(|prefix| fingerprint(prefix))
+                .map(|prefix| crate::checks::fingerprint(prefix))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            println!("{}", serde_json::to_string(&Fingerprints { datasets })?);
+            println!(
+                "{}",
+                serde_json::to_string(&crate::checks::Fingerprints { datasets })?
+            );
             Ok(())
         }
         Command::Merge {

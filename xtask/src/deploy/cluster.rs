@@ -393,7 +393,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
     /// Runs the cache-check Job and reads its answer.
     async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
         let log = self.run_check_job(manifest).await?;
-        parse_cache_check(&log).with_context(|| {
+        crate::checks::parse_cache_check(&log).with_context(|| {
             format!(
                 "the log of Job {} does not end with the cache check's JSON line",
                 manifest.name
@@ -407,13 +407,13 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         manifest: &Manifest,
     ) -> anyhow::Result<BTreeMap<String, String>> {
         let log = self.run_check_job(manifest).await?;
-        let fingerprints = parse_dataset_check(&log).with_context(|| {
+        let fingerprints = crate::checks::parse_dataset_check(&log).with_context(|| {
             format!(
                 "the log of Job {} does not end with the dataset check's JSON line",
                 manifest.name
             )
         })?;
-        Ok(dataset_outputs(&fingerprints))
+        Ok(crate::checks::dataset_outputs(&fingerprints))
     }
 
     /// Applies an MPIJob afresh: a finished job of the same name does not run again, so a
@@ -670,46 +670,6 @@ pub fn pod_problem(
         humantime::format_duration(Duration::from_secs(waited.unsigned_abs())),
         scheduled.message.as_deref().unwrap_or("no message")
     ))
-}
-
-/// The last line of `log` that parses as a `T`.
-fn last_json_line<T: serde::de::DeserializeOwned>(log: &str) -> Option<T> {
-    log.lines()
-        .rev()
-        .find_map(|line| serde_json::from_str::<T>(line.trim()).ok())
-}
-
-/// The answer in the cache-check Job's log: its last line that is the JSON object
-/// `trnkit-stage cache inspect --coverage-only --json` prints.
-pub fn parse_cache_check(log: &str) -> Option<neuron_cache::Coverage> {
-    last_json_line::<crate::cli::cache::CoverageOutput<neuron_cache::Coverage>>(log)
-        .map(|output| output.coverage)
-}
-
-/// The answer in the dataset-check Job's log: the line `trnkit-stage dataset fingerprint`
-/// prints.
-pub fn parse_dataset_check(log: &str) -> Option<crate::cli::dataset::Fingerprints> {
-    last_json_line(log)
-}
-
-/// What the staging step records of the fingerprints: `prefix → "idx sha256 …, bin … bytes,
-/// … documents, … tokens"`; a re-run compares these strings.
-pub fn dataset_outputs(
-    fingerprints: &crate::cli::dataset::Fingerprints,
-) -> BTreeMap<String, String> {
-    fingerprints
-        .datasets
-        .iter()
-        .map(|dataset| {
-            (
-                dataset.prefix.clone(),
-                format!(
-                    "idx sha256 {}, bin {} bytes, {} documents, {} tokens",
-                    dataset.idx_sha256, dataset.bin_bytes, dataset.documents, dataset.tokens
-                ),
-            )
-        })
-        .collect()
 }
 
 /// A random password of 24 URL-safe characters, from the kernel's generator.

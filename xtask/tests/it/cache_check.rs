@@ -3,8 +3,8 @@
 //! the parser deploy uses.
 
 use fsx::SharedLayout;
+use xtask::checks::parse_cache_check;
 use xtask::config::Config;
-use xtask::deploy::cluster::parse_cache_check;
 
 /// Runs the rendered Job's command (its cache root moved to `layout`) and parses the log.
 async fn check(layout: &SharedLayout, config: &Config) -> neuron_cache::Coverage {

@@ -97,7 +97,7 @@ async fn sharded_jobs_give_the_bytes_of_the_single_job() {
     // The dataset check's line, as deploy reads and records it.
     let check = containers(&single[1]).pop().unwrap();
     let line = run(&argv(&check, 0), dir.path()).await;
-    let fingerprints = xtask::deploy::cluster::parse_dataset_check(&line)
+    let fingerprints = xtask::checks::parse_dataset_check(&line)
         .unwrap_or_else(|| panic!("not the check's line: {line}"));
     assert_eq!(fingerprints.datasets.len(), 2);
     // 3 files of 60 lines, one of them empty: NeMo mode skips it.

@@ -1,0 +1,104 @@
+//! The answers of deploy's read-only check Jobs: the one JSON line each prints
+//! (`trnkit-stage cache inspect --coverage-only --json`, `trnkit-stage dataset fingerprint`), how
+//! it is made and how deploy reads it back from the pod's log.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use pipeline::IndexReader;
+
+/// What `cache inspect --coverage-only --json` prints: one line, read back by deploy.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CoverageLine {
+    /// The coverage of the configured flags.
+    pub coverage: neuron_cache::Coverage,
+    /// A `[training.env] NEURON_CC_FLAGS` that differs from the checked flags, if any.
+    pub flags_mismatch: Option<String>,
+}
+
+/// What `dataset fingerprint` prints for one dataset.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    /// The dataset prefix.
+    pub prefix: String,
+    /// SHA-256 of the `.idx` (sizes, pointers and document index: any re-tokenization that
+    /// changes a length changes it).
+    pub idx_sha256: String,
+    /// Size of the `.bin`.
+    pub bin_bytes: u64,
+    /// Documents.
+    pub documents: u64,
+    /// Tokens.
+    pub tokens: u64,
+}
+
+/// The line `dataset fingerprint` prints.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprints {
+    /// One per prefix, in order.
+    pub datasets: Vec<Fingerprint>,
+}
+
+/// Verifies the dataset at `prefix` and fingerprints it.
+pub fn fingerprint(prefix: &Path) -> anyhow::Result<Fingerprint> {
+    let index =
+        IndexReader::open(prefix).with_context(|| format!("opening {}", prefix.display()))?;
+    let report = index
+        .verify()
+        .with_context(|| format!("reading {}", prefix.display()))?;
+    if !report.problems.is_empty() {
+        bail!(
+            "{} is inconsistent: {}",
+            prefix.display(),
+            report.problems.join("; ")
+        );
+    }
+    let mut idx = prefix.as_os_str().to_owned();
+    idx.push(".idx");
+    let (idx_sha256, _) = pipeline::stage::sha256_file(Path::new(&idx))?;
+    Ok(Fingerprint {
+        prefix: prefix.display().to_string(),
+        idx_sha256,
+        bin_bytes: report.bin_len,
+        documents: index.doc_entries.saturating_sub(1),
+        tokens: report.tokens,
+    })
+}
+
+/// The last line of `log` that parses as a `T`.
+fn last_json_line<T: serde::de::DeserializeOwned>(log: &str) -> Option<T> {
+    log.lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<T>(line.trim()).ok())
+}
+
+/// The answer in the cache-check Job's log: its last line that is the JSON object
+/// `trnkit-stage cache inspect --coverage-only --json` prints.
+pub fn parse_cache_check(log: &str) -> Option<neuron_cache::Coverage> {
+    last_json_line::<CoverageLine>(log).map(|output| output.coverage)
+}
+
+/// The answer in the dataset-check Job's log: the line `trnkit-stage dataset fingerprint`
+/// prints.
+pub fn parse_dataset_check(log: &str) -> Option<Fingerprints> {
+    last_json_line(log)
+}
+
+/// What the staging step records of the fingerprints: `prefix → "idx sha256 …, bin … bytes,
+/// … documents, … tokens"`; a re-run compares these strings.
+pub fn dataset_outputs(fingerprints: &Fingerprints) -> BTreeMap<String, String> {
+    fingerprints
+        .datasets
+        .iter()
+        .map(|dataset| {
+            (
+                dataset.prefix.clone(),
+                format!(
+                    "idx sha256 {}, bin {} bytes, {} documents, {} tokens",
+                    dataset.idx_sha256, dataset.bin_bytes, dataset.documents, dataset.tokens
+                ),
+            )
+        })
+        .collect()
+}
