@@ -112,7 +112,7 @@ pub fn jobs(
 
 /// The staging Job for `config`, with the training image (for `git`) and the stager image. With
 /// `data.shards` > 1 it only checks out and stages; [`jobs`] adds the tokenization.
-pub fn job(
+fn job(
     config: &Config,
     layout: &SharedLayout,
     training_image: &str,
