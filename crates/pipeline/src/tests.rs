@@ -5,7 +5,7 @@
 //! Tokenizers are trained in-process (no network): a Llama-shaped tokenizer (Prepend/Replace
 //! normalizer, no pre-tokenizer, byte-fallback BPE, `<unk>`/`<s>`/`</s>`, BOS template).
 //! With `TRNKIT_TEST_LLAMA2_TOKENIZER` set to a directory from
-//! `shared/bench/get-llama2-tokenizer`, the real Llama-2 tokenizer is compared as well.
+//! `scripts/get-llama2-tokenizer` (which `scripts/test` runs), the real Llama-2 tokenizer is compared as well.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -774,7 +774,7 @@ fn llama2_tokenizer_matches_the_reference_when_available() {
     let Some(dir) = std::env::var_os("TRNKIT_TEST_LLAMA2_TOKENIZER") else {
         test_support::services::missing(
             "the Llama-2 tokenizer",
-            "set TRNKIT_TEST_LLAMA2_TOKENIZER to a directory made by shared/bench/get-llama2-tokenizer",
+            "set TRNKIT_TEST_LLAMA2_TOKENIZER to a directory made by scripts/get-llama2-tokenizer (scripts/test does)",
         );
         return;
     };
