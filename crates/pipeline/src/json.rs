@@ -224,11 +224,6 @@ impl<'a> Parser<'a> {
         if depth > MAX_DEPTH {
             return Err(self.err("maximum recursion depth exceeded while decoding a JSON value"));
         }
-        let rest = &self.s[self.pos..];
-        if let Some((literal, kind)) = LITERALS.iter().find(|(word, _)| rest.starts_with(word)) {
-            self.pos += literal.len();
-            return Ok(kind);
-        }
         match self.peek() {
             Some(b'"') => {
                 self.string(Want::Skip, true)?;
@@ -290,8 +285,20 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => Err(self.err("Expecting value")),
+            _ => {
+                // Strings, objects and lists (nearly every value) never get here.
+                let rest = &self.s[self.pos..];
+                if let Some((literal, kind)) =
+                    LITERALS.iter().find(|(word, _)| rest.starts_with(word))
+                {
+                    self.pos += literal.len();
+                    Ok(kind)
+                } else if matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+                    self.number()
+                } else {
+                    Err(self.err("Expecting value"))
+                }
+            }
         }
     }
 
