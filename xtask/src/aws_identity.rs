@@ -82,15 +82,7 @@ mod tests {
     }
 
     async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(aws_config::Region::new("us-west-2"))
-            .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                "test", "test", None, None, "static",
-            ))
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .load()
-            .await
+        test_support::aws::sdk_config(endpoint, "us-west-2").await
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! The workflow modules (`config`, `render`, `tensorboard`, and the deploy plan) are pure or
 //! take their clients as arguments; only the `cli` modules print.
 
+pub mod aws;
 pub mod aws_identity;
 pub mod checks;
 pub mod cli;

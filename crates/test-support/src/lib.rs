@@ -5,7 +5,10 @@
 //! - `fake_apiserver`: an in-process FAKE Kubernetes API server (`FakeApiServer`) for testing
 //!   kube client code over a real HTTP stack, without a cluster.
 //!
+//! - `aws`: the SDK configuration for tests against moto.
+//!
 //! No library crate depends on this crate except as a `[dev-dependency]`.
 
+pub mod aws;
 pub mod fake_apiserver;
 pub mod services;

@@ -121,23 +121,13 @@ pub fn load_config(global: &Global) -> anyhow::Result<crate::config::Config> {
     }
 }
 
-/// The AWS SDK configuration from the standard chain (`AWS_ENDPOINT_URL` included, which is how
-/// the tests point it at moto): `region` when given, else the chain's, else `[cluster] region`.
+/// The AWS SDK configuration (see [`crate::aws`]): `region` when given, else the chain's, else
+/// `[cluster] region`.
 pub async fn aws_sdk_config(
     region: Option<&str>,
     config: &crate::config::Config,
 ) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_owned()));
-    }
-    let sdk = loader.load().await;
-    if sdk.region().is_some() {
-        return sdk;
-    }
-    sdk.into_builder()
-        .region(aws_config::Region::new(config.cluster.region.clone()))
-        .build()
+    crate::aws::sdk_config(region, &config.cluster.region).await
 }
 
 /// Renders every object of the configuration the offline way: no AWS or cluster call is made.
@@ -149,16 +139,12 @@ pub async fn render_manifests(
     Ok(crate::deploy::bundle::render_all(config, None, file_system, &stager)?.all_manifests())
 }
 
-/// The body of both binaries (`cargo xtask`, `trnkit-stage`): picks the rustls provider,
-/// installs tracing, builds the tokio runtime, runs `work` and prints its whole error chain.
+/// The body of both binaries (`cargo xtask`, `trnkit-stage`): installs tracing, builds the tokio runtime, runs `work` and prints its whole error chain.
 pub fn main_with(
     verbose: u8,
     quiet: bool,
     work: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> std::process::ExitCode {
-    // kube (ring) and the AWS SDK (aws-lc-rs) both enable a rustls provider, so rustls cannot
-    // choose one itself: pick ring before any client is built.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     init_tracing(verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

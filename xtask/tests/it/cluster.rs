@@ -21,7 +21,6 @@ use xtask::kube_apply::{ApplyOutcome, Requirements, apply_all, delete_all, evalu
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 async fn client() -> Result<kube::Client, String> {
-    test_support::fake_apiserver::install_crypto_provider();
     kube::Client::try_default()
         .await
         .map_err(|error| format!("set KUBECONFIG to a reachable cluster: {error}"))

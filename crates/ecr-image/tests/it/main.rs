@@ -17,8 +17,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
-use aws_credential_types::Credentials;
 use base64::Engine as _;
 use ecr_image::{
     BuildContext, BuildOptions, Error, Event, ImageReference, PublishRequest, RegistryCredentials,
@@ -34,13 +32,7 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn ecr_client(moto: &str) -> aws_sdk_ecr::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
+    let config = test_support::aws::sdk_config(&moto, "us-east-1").await;
     aws_sdk_ecr::Client::new(&config)
 }
 

@@ -9,20 +9,12 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
-use aws_credential_types::Credentials;
 use fsx::io::{self, Adopt, DeleteOptions, WaitOptions};
 use fsx::{Error, FileSystemSpec};
 
 async fn client() -> Option<aws_sdk_fsx::Client> {
     let url = test_support::services::moto_url()?;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("us-west-2"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
+    let config = test_support::aws::sdk_config(&url, "us-west-2").await;
     Some(aws_sdk_fsx::Client::new(&config))
 }
 

@@ -58,7 +58,6 @@ where
     F: FnOnce(kube::Client, String) -> Fut,
     Fut: std::future::Future<Output = TestResult>,
 {
-    test_support::fake_apiserver::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .map_err(|error| format!("set KUBECONFIG to a reachable cluster: {error}"))?;

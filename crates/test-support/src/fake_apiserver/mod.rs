@@ -210,17 +210,6 @@ impl FakeApiServerBuilder {
     }
 }
 
-/// Installs rustls' `ring` crypto provider for the process, unless one is installed already.
-///
-/// kube builds a TLS configuration even for plain-HTTP URLs, and rustls panics when a build
-/// enables both its `ring` and `aws-lc-rs` features (kube and the AWS SDK together, as in
-/// `cargo test --workspace`) and no provider was chosen. [`FakeApiServer::client`] calls this;
-/// tests that build their own `kube::Client` (the opt-in cluster suites) call it first.
-pub fn install_crypto_provider() {
-    // An error means a provider is installed already, which is what is wanted.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The handle of a running FAKE API server. Cloning it is cheap; all clones share one server.
 #[derive(Clone)]
 pub struct FakeApiServer {
@@ -267,7 +256,6 @@ impl FakeApiServer {
     /// # Panics
     /// Outside a tokio runtime (the client spawns its connection task).
     pub fn client(&self) -> kube::Client {
-        install_crypto_provider();
         let url = self
             .shared
             .url
