@@ -234,6 +234,117 @@ pub fn storage_class(
     })
 }
 
+/// What must be equal for an existing StorageClass to serve trnkit's claim in place of the one
+/// trnkit would create. A StorageClass's `parameters` and `provisioner` are immutable, so an
+/// existing class is either used as it is or not at all:
+///
+/// - `provisioner`: another driver does not make FSx for Lustre file systems.
+/// - `subnetId`: the subnet decides the Availability Zone of the file system; the Trainium
+///   nodes' zone is the one the configuration names (a file system elsewhere is reached across
+///   zones, slower and billed, or not at all).
+/// - `securityGroupIds` (as a set): whether the nodes may reach the Lustre ports (TCP 988 and
+///   1021-1023) at all; with the wrong groups every mount hangs.
+/// - `deploymentType` (the driver's default is `SCRATCH_1`): durability (a scratch file system
+///   loses its data when a server fails) and which throughputs and features exist.
+/// - `mountOptions` must include `flock` ([`MOUNT_OPTIONS`]): the training code takes POSIX locks.
+///
+/// Every other parameter (throughput, Lustre version, backups, maintenance window, compression,
+/// `extraTags`, S3 paths) tunes a file system that works either way: a difference is reported and
+/// the class is used as it is.
+pub const MUST_MATCH: &[&str] = &[
+    "provisioner",
+    "subnetId",
+    "securityGroupIds",
+    "deploymentType",
+    "mountOptions",
+];
+
+/// One way an existing StorageClass differs from the one trnkit would create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassDifference {
+    /// The parameter (`subnetId`, …), or `provisioner` or `mountOptions`.
+    pub parameter: String,
+    /// The existing class's value; `None` when it does not set it.
+    pub existing: Option<String>,
+    /// trnkit's value; `None` when trnkit does not set it.
+    pub wanted: Option<String>,
+    /// Whether the difference makes the existing class unusable ([`MUST_MATCH`]).
+    pub must_match: bool,
+}
+
+/// How `existing` differs from `wanted` (trnkit's [`storage_class`]), sorted by parameter.
+///
+/// Values are compared as the driver reads them: security groups as a set, a missing
+/// `deploymentType` as the driver's default `SCRATCH_1`, and only the presence of
+/// [`MOUNT_OPTIONS`] among the mount options.
+pub fn compare_storage_classes(
+    existing: &StorageClass,
+    wanted: &StorageClass,
+) -> Vec<ClassDifference> {
+    let mut differences = Vec::new();
+    let mut differ = |parameter: &str, existing: Option<String>, wanted: Option<String>| {
+        if existing != wanted {
+            differences.push(ClassDifference {
+                parameter: parameter.to_owned(),
+                must_match: MUST_MATCH.contains(&parameter),
+                existing,
+                wanted,
+            });
+        }
+    };
+    differ(
+        "provisioner",
+        Some(existing.provisioner.clone()),
+        Some(wanted.provisioner.clone()),
+    );
+    let has_options = |class: &StorageClass| {
+        let options = class.mount_options.clone().unwrap_or_default();
+        MOUNT_OPTIONS
+            .iter()
+            .all(|option| options.iter().any(|given| given == option))
+    };
+    if has_options(wanted) && !has_options(existing) {
+        differ(
+            "mountOptions",
+            Some(existing.mount_options.clone().unwrap_or_default().join(",")),
+            Some(MOUNT_OPTIONS.join(",")),
+        );
+    }
+    let empty = BTreeMap::new();
+    let existing_parameters = existing.parameters.as_ref().unwrap_or(&empty);
+    let wanted_parameters = wanted.parameters.as_ref().unwrap_or(&empty);
+    let normalized = |parameters: &BTreeMap<String, String>, key: &str| -> Option<String> {
+        let value = parameters.get(key).map(|value| value.trim().to_owned());
+        match key {
+            "securityGroupIds" => value.map(|groups| {
+                let mut groups: Vec<&str> = groups
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|group| !group.is_empty())
+                    .collect();
+                groups.sort_unstable();
+                groups.dedup();
+                groups.join(",")
+            }),
+            "deploymentType" => Some(value.unwrap_or_else(|| "SCRATCH_1".to_owned())),
+            _ => value,
+        }
+    };
+    let keys: std::collections::BTreeSet<&String> = existing_parameters
+        .keys()
+        .chain(wanted_parameters.keys())
+        .collect();
+    for key in keys {
+        differ(
+            key,
+            normalized(existing_parameters, key),
+            normalized(wanted_parameters, key),
+        );
+    }
+    differences.sort_by(|a, b| a.parameter.cmp(&b.parameter));
+    differences
+}
+
 /// The blueprint's claim (`fsx-claim`, 1200 GiB, `ReadWriteMany`) on a dynamic StorageClass.
 pub fn dynamic_claim(
     storage_class_name: &str,

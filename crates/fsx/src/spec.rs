@@ -76,7 +76,10 @@ impl std::str::FromStr for DeploymentType {
             "PERSISTENT_2" => Ok(Self::Persistent2),
             _ => Err(Error::InvalidSpec {
                 field: "deployment_type",
-                reason: format!("`{value}` is not supported; use PERSISTENT_1 or PERSISTENT_2"),
+                reason: format!(
+                    "`{value}` is not supported; use PERSISTENT_1 or PERSISTENT_2 (trnkit makes no \
+                     scratch file systems: they lose their data when a server fails)"
+                ),
             }),
         }
     }

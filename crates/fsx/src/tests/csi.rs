@@ -207,3 +207,83 @@ fn fs_file(path: &std::path::Path) -> std::fs::File {
         .open(path)
         .unwrap()
 }
+
+/// The blueprint's terraform-made StorageClass `fsx` (`blueprint.md` §4.5): no `extraTags`, no
+/// labels, reclaim policy and binding mode left to their defaults.
+fn terraform_storage_class(
+    subnet: &str,
+    groups: &str,
+) -> k8s_openapi::api::storage::v1::StorageClass {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "fsx"},
+        "provisioner": "fsx.csi.aws.com",
+        "parameters": {
+            "subnetId": subnet, "securityGroupIds": groups, "deploymentType": "PERSISTENT_1",
+            "automaticBackupRetentionDays": "1", "dailyAutomaticBackupStartTime": "00:00",
+            "copyTagsToBackups": "true", "perUnitStorageThroughput": "200",
+            "dataCompressionType": "NONE", "weeklyMaintenanceStartTime": "7:09:00",
+            "fileSystemTypeVersion": "2.12",
+        },
+        "mountOptions": ["flock"],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_blueprint_storage_class_fits_except_for_tags() {
+    let wanted = csi::storage_class(&blueprint_spec(), "fsx", ReclaimPolicy::Delete).unwrap();
+    // The same groups in another order; only trnkit's extraTags differ, which does not matter.
+    let existing = terraform_storage_class(
+        "subnet-0a1b2c3d4e5f60718",
+        "sg-0fedcba9876543210, sg-0123456789abcdef0",
+    );
+    let differences = csi::compare_storage_classes(&existing, &wanted);
+    assert_eq!(
+        differences
+            .iter()
+            .map(|difference| (difference.parameter.as_str(), difference.must_match))
+            .collect::<Vec<_>>(),
+        [("extraTags", false)],
+        "{differences:#?}"
+    );
+}
+
+#[test]
+fn another_subnet_driver_type_or_no_flock_does_not_fit() {
+    let wanted = csi::storage_class(&blueprint_spec(), "fsx", ReclaimPolicy::Delete).unwrap();
+    let mut existing = terraform_storage_class("subnet-0ffffffffffffffff", "sg-0123456789abcdef0");
+    existing.provisioner = "ebs.csi.aws.com".to_owned();
+    existing.mount_options = None;
+    let parameters = existing.parameters.as_mut().unwrap();
+    parameters.remove("deploymentType");
+    parameters.insert("perUnitStorageThroughput".to_owned(), "100".to_owned());
+    let differences = csi::compare_storage_classes(&existing, &wanted);
+    let must: Vec<&str> = differences
+        .iter()
+        .filter(|difference| difference.must_match)
+        .map(|difference| difference.parameter.as_str())
+        .collect();
+    assert_eq!(
+        must,
+        [
+            "deploymentType",
+            "mountOptions",
+            "provisioner",
+            "securityGroupIds",
+            "subnetId"
+        ]
+    );
+    let deployment = differences
+        .iter()
+        .find(|difference| difference.parameter == "deploymentType")
+        .unwrap();
+    assert_eq!(
+        deployment.existing.as_deref(),
+        Some("SCRATCH_1"),
+        "the driver's default"
+    );
+    assert!(differences.iter().any(|difference| difference.parameter
+        == "perUnitStorageThroughput"
+        && !difference.must_match));
+}
