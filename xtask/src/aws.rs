@@ -34,21 +34,18 @@ impl Default for Bounds {
     }
 }
 
-/// The HTTPS client: rustls with ring. The SDK hands it the timeouts of the configuration.
-pub fn http_client() -> aws_smithy_http_client::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
 /// The SDK configuration from the standard chain: `region` when given, else the chain's, else
 /// `fallback_region` (the configuration's `[cluster] region`).
 pub async fn sdk_config(region: Option<&str>, fallback_region: &str) -> aws_config::SdkConfig {
     let bounds = Bounds::default();
+    // The HTTPS client: rustls with ring. The SDK hands it the timeouts configured here.
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client())
+        .http_client(http_client)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(bounds.connect)

@@ -1,15 +1,12 @@
-//! `cargo xtask`: trnkit's command line.
+//! `cargo xtask`: trnkit's command line, as run from the source tree.
 //!
-//! This file stays thin: it parses the command line and hands over to the `cli` module of the
-//! xtask library, which installs tracing, builds the tokio runtime and prints errors with their
-//! whole chain of causes.
+//! This file stays thin: the `cli` module of the xtask library parses the command line,
+//! installs tracing, builds the tokio runtime and prints errors with their whole chain of
+//! causes. `cargo install --path xtask` installs the same commands as `trnkit`
+//! (`src/bin/trnkit.rs`).
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = xtask::cli::Cli::parse();
-    let (verbose, quiet) = (cli.global.verbose, cli.global.quiet);
-    xtask::cli::main_with(verbose, quiet, xtask::cli::run(cli))
+    xtask::cli::main_as("cargo xtask")
 }

@@ -1,8 +1,16 @@
-//! `cargo xtask bench`: benchmarks that print figures.
+//! `cargo xtask bench`: benchmarks that print figures, measured on the build users run (the
+//! `cargo xtask` binary itself, built by the README's first command), each beside the reference
+//! tool run in the same invocation.
 //!
-//! `bench tokenize` runs the real tokenization of a JSONL file into a temporary directory and
-//! prints MB/s, tokens/s and the peak resident memory of this process (`VmHWM`). Build in release
-//! for meaningful numbers: `cargo run --release -p xtask --bin xtask -- bench tokenize ...`.
+//! - `bench tokenize`: the real tokenization of a JSONL file into a temporary directory: MB/s,
+//!   tokens/s and the peak resident memory of this process (`VmHWM`); with `--against PYTHON`
+//!   the reference harness (Megatron-LM's tokenization loop and its `IndexedDatasetBuilder`)
+//!   runs on the same input right after, and the outputs are compared byte for byte.
+//! - `bench cache`: `cache inspect` of a generated compile cache (100,000 entries by default),
+//!   run as this executable's subcommand, beside `du -sb` of the same tree, both warm.
+//! - `bench deploy`: the local profile's `deploy` in a fresh directory, first run and the run
+//!   that finds everything up to date.
+//! - `bench all`: all three (tokenize when `--input` and `--tokenizer` are given).
 
 use std::path::PathBuf;
 
@@ -37,7 +45,56 @@ pub enum Command {
         /// (single-threaded; slow).
         #[arg(long)]
         verify: bool,
+        /// Run the reference harness (`crates/pipeline/bench/reference_preprocess.py`) with
+        /// this Python (one with `transformers` and `megatron-core` installed) on the same
+        /// input, and compare its output with trnkit's byte for byte.
+        #[arg(long, value_name = "PYTHON")]
+        against: Option<PathBuf>,
     },
+    /// Time `cache inspect` of a generated compile cache beside `du -sb` of the same tree.
+    ///
+    /// Example: `cargo xtask bench cache --entries 100000`
+    Cache(CacheArgs),
+    /// Time the local profile's deploy in a fresh directory: the first run, then the run that
+    /// finds everything up to date.
+    ///
+    /// Example: `cargo xtask bench deploy`
+    Deploy,
+    /// Every benchmark: cache, deploy, and tokenize when --input and --tokenizer are given.
+    ///
+    /// Example: `cargo xtask bench all --input corpus.jsonl --tokenizer llama2-tokenizer`
+    All(AllArgs),
+}
+
+/// `bench cache`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// Entries in the generated cache (90% complete, 5% failed, 3% locked, 2% incomplete).
+    #[arg(long, default_value_t = 100_000)]
+    pub entries: usize,
+    /// Generate the tree here (kept, and reused when it already holds that many entries).
+    /// Default: a temporary directory, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Timed runs of each command; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// `bench all`.
+#[derive(Debug, clap::Args)]
+pub struct AllArgs {
+    /// The JSONL corpus for `bench tokenize`.
+    #[arg(long, value_name = "FILE", requires = "tokenizer")]
+    pub input: Option<String>,
+    /// The tokenizer directory for `bench tokenize`.
+    #[arg(long, value_name = "DIR", requires = "input")]
+    pub tokenizer: Option<PathBuf>,
+    /// As `bench tokenize --against`.
+    #[arg(long, value_name = "PYTHON")]
+    pub against: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 fn peak_memory_kib() -> Option<u64> {
@@ -47,15 +104,241 @@ fn peak_memory_kib() -> Option<u64> {
 }
 
 pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
-    let Command::Tokenize {
-        input,
-        tokenizer,
-        workers,
-        mode,
-        reference,
-        verify,
-    } = command;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    match command {
+        Command::Tokenize {
+            input,
+            tokenizer,
+            workers,
+            mode,
+            reference,
+            verify,
+            against,
+        } => {
+            tokenize(input, tokenizer, workers, mode, reference, verify, against).await
+        }
+        Command::Cache(args) => cache(args).await,
+        Command::Deploy => deploy().await,
+        Command::All(args) => {
+            cache(args.cache).await?;
+            deploy().await?;
+            match (args.input, args.tokenizer) {
+                (Some(input), Some(tokenizer)) => {
+                    let mode = super::tokenize::ModeArg::Megatron;
+                    tokenize(input, tokenizer, 2, mode, false, false, args.against).await
+                }
+                _ => {
+                    println!(
+                        "tokenize     skipped: give --input FILE --tokenizer DIR (corpus: shared/bench/make-corpus --size-mb 50 --seed 4242 --out FILE; tokenizer: scripts/get-llama2-tokenizer DIR)"
+                    );
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn this_executable() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find this executable to time its commands")
+}
+
+/// Runs `program args` `runs` times in `dir`; the best wall time, failing on a failed run.
+async fn time_best(program: &std::path::Path, args: &[&str], dir: &std::path::Path, runs: usize) -> anyhow::Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..runs.max(1) {
+        let started = std::time::Instant::now();
+        let output = tokio::process::Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", program.display()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            output.status.success(),
+            "{} {} failed: {}",
+            program.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        best = best.min(seconds);
+    }
+    Ok(best)
+}
+
+fn load_average() -> String {
+    fs_err::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+async fn cache(args: CacheArgs) -> anyhow::Result<()> {
+    let temporary;
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::tempdir().context("cannot make a temporary directory")?;
+            temporary.path().join("neuron_cache")
+        }
+    };
+    let entries = args.entries;
+    let generated = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || generate_cache(&root, entries)).await??
+    };
+    let exe = this_executable()?;
+    let root_arg = root.display().to_string();
+    let cwd = std::env::temp_dir();
+    // Warm the kernel's caches for both, then time each.
+    time_best(std::path::Path::new("du"), &["-sb", &root_arg], &cwd, 1).await?;
+    let du = time_best(std::path::Path::new("du"), &["-sb", &root_arg], &cwd, args.runs).await?;
+    let inspect = time_best(&exe, &["cache", "inspect", "--root", &root_arg, "--json"], &cwd, args.runs).await?;
+    let no_sizes = time_best(
+        &exe,
+        &["cache", "inspect", "--root", &root_arg, "--json", "--no-sizes"],
+        &cwd,
+        args.runs,
+    )
+    .await?;
+    println!(
+        "cache        {entries} entries ({generated} files) under {root_arg}, best of {}, load {}",
+        args.runs,
+        load_average()
+    );
+    println!("  trnkit cache inspect             {inspect:.2}s");
+    println!("  trnkit cache inspect --no-sizes  {no_sizes:.2}s");
+    println!("  du -sb (reference)               {du:.2}s");
+    println!("  ratio inspect / du               {:.2}", inspect / du);
+    Ok(())
+}
+
+/// Generates a cache of `count` entries (unless `root` holds them already); the file count.
+fn generate_cache(root: &std::path::Path, count: usize) -> anyhow::Result<usize> {
+    let marker = root.join(format!(".bench-{count}"));
+    let mut files = 0;
+    for index in 0..count {
+        files += match index % 100 {
+            0..=89 => 4,
+            90..=97 => 3,
+            _ => 1,
+        };
+    }
+    if marker.exists() {
+        return Ok(files);
+    }
+    for index in 0..count {
+        let version = if index % 10 == 0 {
+            "2.20.0.0+aaaaaaaa"
+        } else {
+            "2.21.33363.0+82129205"
+        };
+        let entry = root
+            .join(format!("neuronxcc-{version}"))
+            .join(format!("MODULE_{index:020}+725887e1"));
+        fs_err::create_dir_all(&entry)?;
+        let names: &[&str] = match index % 100 {
+            0..=89 => &["model.hlo_module.pb", "compile_flags.json", "model.neff", "model.done"],
+            90..=94 => &["model.hlo_module.pb", "compile_flags.json", "model.log"],
+            95..=97 => &["model.hlo_module.pb", "compile_flags.json", "model.hlo_module.pb.lock"],
+            _ => &["model.hlo_module.pb"],
+        };
+        for name in names {
+            fs_err::write(entry.join(name), b"0123456789")?;
+        }
+    }
+    fs_err::write(&marker, b"")?;
+    Ok(files)
+}
+
+async fn deploy() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let exe = this_executable()?;
+    let first = time_best(&exe, &["deploy"], dir.path(), 1).await?;
+    let again = time_best(&exe, &["deploy"], dir.path(), 1).await?;
+    println!("deploy       local profile in a fresh directory, load {}", load_average());
+    println!("  first run                        {first:.2}s");
+    println!("  up to date                       {again:.2}s");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn tokenize(
+    input: String,
+    tokenizer: PathBuf,
+    workers: usize,
+    mode: super::tokenize::ModeArg,
+    reference: bool,
+    verify: bool,
+    against: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let ours_dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let ours_prefix = ours_dir.path().join("bench");
+    let megatron = matches!(mode, super::tokenize::ModeArg::Megatron);
+    {
+        let input = input.clone();
+        let tokenizer = tokenizer.clone();
+        let prefix = ours_prefix.clone();
+        tokio::task::spawn_blocking(move || {
+            tokenize_here(&input, &tokenizer, &prefix, workers, mode, reference, verify)
+        })
+        .await
+        .context("the bench thread failed")??;
+    }
+    let Some(python) = against else {
+        println!(
+            "reference    not run; to run it in the same invocation: --against PYTHON (a Python with transformers and megatron-core), or by hand: PYTHON crates/pipeline/bench/reference_preprocess.py --input {input} --output-prefix OUT --tokenizer-model {} --append-eod --workers {workers} --mode {}",
+            tokenizer.display(),
+            if megatron { "megatron" } else { "nemo --need-pad-id" }
+        );
+        return Ok(());
+    };
+    let harness = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/pipeline/bench/reference_preprocess.py");
+    let reference_prefix = ours_dir.path().join("reference");
+    let mut args: Vec<String> = vec![
+        harness.display().to_string(),
+        "--input".into(),
+        input.clone(),
+        "--output-prefix".into(),
+        reference_prefix.display().to_string(),
+        "--tokenizer-model".into(),
+        tokenizer.display().to_string(),
+        "--append-eod".into(),
+        "--workers".into(),
+        workers.to_string(),
+        "--mode".into(),
+        if megatron { "megatron" } else { "nemo" }.into(),
+    ];
+    if !megatron {
+        args.push("--need-pad-id".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let seconds = time_best(&python, &args, ours_dir.path(), 1).await?;
+    println!("reference    {seconds:.2}s ({} {})", python.display(), args.join(" "));
+    for extension in ["bin", "idx"] {
+        let ours = fs_err::read(format!("{}_text_document.{extension}", ours_prefix.display()))
+            .or_else(|_| fs_err::read(format!("{}.{extension}", ours_prefix.display())))?;
+        let theirs = fs_err::read(format!("{}_text_document.{extension}", reference_prefix.display()))
+            .or_else(|_| fs_err::read(format!("{}.{extension}", reference_prefix.display())))?;
+        println!(
+            "  .{extension}         {}",
+            if ours == theirs { "identical" } else { "DIFFERENT" }
+        );
+    }
+    Ok(())
+}
+
+fn tokenize_here(
+    input: &str,
+    tokenizer: &std::path::Path,
+    out_prefix: &std::path::Path,
+    workers: usize,
+    mode: super::tokenize::ModeArg,
+    reference: bool,
+    verify: bool,
+) -> anyhow::Result<()> {
+    {
         let mode = match mode {
             super::tokenize::ModeArg::Nemo => Mode::Nemo,
             super::tokenize::ModeArg::Megatron => Mode::Megatron,
@@ -68,16 +351,13 @@ pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
             tok.force_reference();
         }
         if verify {
-            verify_ids(&input, &tok)?;
+            verify_ids(input, &tok)?;
         }
-        let out = std::env::temp_dir().join(format!("trnkit-bench-{}", std::process::id()));
-        let mut config = TokenizeConfig::new(vec![input.clone()], out.join("bench"));
+        let mut config = TokenizeConfig::new(vec![input.to_owned()], out_prefix.to_owned());
         config.workers = workers;
         config.mode = mode;
         config.append_eod = true;
-        let report = pipeline::tokenize(&config, &tok, &NoProgress).context("tokenizing");
-        let _ = fs_err::remove_dir_all(&out);
-        let report = report?;
+        let report = pipeline::tokenize(&config, &tok, &NoProgress).context("tokenizing")?;
         let secs = report.elapsed.as_secs_f64();
         println!("input        {input} ({:.1} MB)", report.bytes as f64 / 1e6);
         println!(
@@ -106,9 +386,7 @@ pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
             None => println!("peak memory  unknown (no /proc/self/status)"),
         }
         Ok(())
-    })
-    .await
-    .context("the bench thread failed")?
+    }
 }
 
 fn verify_ids(input: &str, tokenizer: &Tokenizer) -> anyhow::Result<()> {

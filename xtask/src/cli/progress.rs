@@ -1,17 +1,71 @@
 //! Progress on stderr: the one spinner style of every command, and the step spinner of
-//! `deploy`. Hidden when `--quiet`, and drawn by `indicatif` only when stderr is a terminal.
+//! `deploy`. Hidden when `--quiet`.
+//!
+//! - On a terminal, `indicatif` draws the spinners, all in one [`MultiProgress`]; log lines go
+//!   through [`LogWriter`], which lifts the spinners off the screen while a line is written, so
+//!   no line is ever printed over a spinner.
+//! - Elsewhere (CI logs, a file), nothing is drawn; instead the step spinner prints a plain
+//!   status line at a steady interval ([`PLAIN_INTERVAL`]): what is awaited and for how long,
+//!   so a two-hour wait is never two hours of silence.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::io::IsTerminal as _;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often a step's status is printed when stderr is not a terminal.
+pub(crate) const PLAIN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The one set of spinners of this process (drawn on stderr when it is a terminal).
+pub(crate) fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(|| {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        MultiProgress::with_draw_target(target)
+    })
+}
+
+/// Whether colour may be used on stderr: a terminal, and `NO_COLOR` unset or empty
+/// (<https://no-color.org>).
+pub(crate) fn colour() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// The writer of log lines: stderr, with the spinners lifted while a line is written.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        multi().suspend(|| std::io::stderr().lock().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
 
 /// A spinner with the elapsed time and `message`; hidden when `quiet`.
 pub(crate) fn spinner(quiet: bool, message: impl Into<String>) -> ProgressBar {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new_spinner()
+        multi().add(ProgressBar::new_spinner())
     };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
@@ -27,7 +81,26 @@ pub(crate) fn spinner(quiet: bool, message: impl Into<String>) -> ProgressBar {
 #[derive(Clone, Default)]
 pub(crate) struct StepSpinner {
     quiet: bool,
-    current: Arc<Mutex<Option<(String, ProgressBar)>>>,
+    current: Arc<Mutex<Option<Running>>>,
+}
+
+struct Running {
+    id: String,
+    bar: ProgressBar,
+    started: Instant,
+    /// When a plain status line was last printed (not on a terminal).
+    printed: Instant,
+}
+
+/// The plain status line: `[12m30s] compile: waiting for ...`.
+pub(crate) fn plain_status(id: &str, elapsed: Duration, message: &str) -> String {
+    let seconds = elapsed.as_secs();
+    let elapsed = match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, (seconds % 3600) / 60),
+    };
+    format!("[{elapsed}] {id}: {message}")
 }
 
 impl StepSpinner {
@@ -41,17 +114,36 @@ impl StepSpinner {
     /// Starts the spinner of step `id`, replacing any other.
     pub(crate) fn start(&self, id: &str, title: &str) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, bar)) = current.take() {
-            bar.finish_and_clear();
+        if let Some(running) = current.take() {
+            running.bar.finish_and_clear();
         }
-        *current = Some((id.to_owned(), spinner(self.quiet, format!("{id}: {title}"))));
+        let now = Instant::now();
+        *current = Some(Running {
+            id: id.to_owned(),
+            bar: spinner(self.quiet, format!("{id}: {title}")),
+            started: now,
+            printed: now,
+        });
     }
 
-    /// Shows what the running step is doing now.
+    /// Shows what the running step is doing now; when stderr is not a terminal, prints it as
+    /// a plain line at most every [`PLAIN_INTERVAL`] (and the first time).
     pub(crate) fn status(&self, message: &str) {
-        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((id, bar)) = current.as_ref() {
-            bar.set_message(format!("{id}: {message}"));
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = current.as_mut() {
+            running.bar.set_message(format!("{}: {message}", running.id));
+            let first = running.printed == running.started;
+            if !self.quiet
+                && !std::io::stderr().is_terminal()
+                && (first || running.printed.elapsed() >= PLAIN_INTERVAL)
+            {
+                running.printed = Instant::now();
+                let line = plain_status(&running.id, running.started.elapsed(), message);
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr().lock(),
+                    format!("{line}\n").as_bytes(),
+                );
+            }
         }
         tracing::debug!("{message}");
     }
@@ -59,8 +151,8 @@ impl StepSpinner {
     /// Removes the spinner (the step finished, or it prints lines of its own).
     pub(crate) fn stop(&self) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, bar)) = current.take() {
-            bar.finish_and_clear();
+        if let Some(running) = current.take() {
+            running.bar.finish_and_clear();
         }
     }
 }

@@ -43,8 +43,20 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(pipeline::stage::sha256_file(path)?.0)
 }
 
+/// The directories the storage step lays out; a later run re-lays them out when one is gone.
+fn storage_dirs(layout: &SharedLayout) -> [PathBuf; 3] {
+    [
+        layout.data_dir(),
+        layout.experiments(),
+        layout.compile_cache(),
+    ]
+}
+
 impl LocalExecutor {
-    fn dataset_outputs(&self) -> anyhow::Result<Vec<PathBuf>> {
+    /// Every file the staging step produces: the tokenized datasets, the tokenizer's files and
+    /// the training code's place. Each is recorded with its SHA-256, and the step is up to date
+    /// only while every one of them is still there, unchanged.
+    fn staging_outputs(&self) -> anyhow::Result<Vec<PathBuf>> {
         let mut outputs = Vec::new();
         for key in &self.config.data.json_keys {
             let prefix = self.layout.dataset_prefix(key)?;
@@ -54,7 +66,18 @@ impl LocalExecutor {
                 outputs.push(PathBuf::from(name));
             }
         }
+        let mut tokenizer_files: Vec<PathBuf> = fs_err::read_dir(self.layout.tokenizer_dir())?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()?;
+        tokenizer_files.retain(|path| path.is_file());
+        tokenizer_files.sort();
+        outputs.extend(tokenizer_files);
+        outputs.push(self.checkout_marker());
         Ok(outputs)
+    }
+
+    fn checkout_marker(&self) -> PathBuf {
+        self.layout.code_checkout().join("TRNKIT_LOCAL_PROFILE.txt")
     }
 
     fn staging(&self) -> anyhow::Result<StepOutput> {
@@ -74,10 +97,9 @@ impl LocalExecutor {
         pipeline::stage::merge_jsonl(&corpus, &merged)?;
 
         // The training code is checked out inside the cluster; locally its place is laid out.
-        let checkout = layout.code_checkout();
         fs_err::create_dir_all(layout.training_workdir())?;
-        fs_err::write(
-            checkout.join("TRNKIT_LOCAL_PROFILE.txt"),
+        crate::files::write_atomic(
+            &self.checkout_marker(),
             format!(
                 "In the cluster, the staging job checks out neuronx-nemo-megatron {} here.\n",
                 self.config.image.nemo_ref
@@ -101,7 +123,7 @@ impl LocalExecutor {
         let report = pipeline::tokenize(&tokenize, &tokenizer, &pipeline::NoProgress)?;
 
         let mut outputs = BTreeMap::new();
-        for path in self.dataset_outputs()? {
+        for path in self.staging_outputs()? {
             outputs.insert(path.display().to_string(), sha256_file(&path)?);
         }
         Ok(StepOutput {
@@ -149,6 +171,18 @@ impl LocalExecutor {
     }
 }
 
+impl LocalExecutor {
+    /// A copy for a blocking thread (the executor's fields are plain values).
+    fn detached(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            layout: self.layout.clone(),
+            work_dir: self.work_dir.clone(),
+            workers: self.workers,
+        }
+    }
+}
+
 impl Executor for LocalExecutor {
     async fn execute(
         &mut self,
@@ -172,11 +206,7 @@ impl Executor for LocalExecutor {
             }
             StepId::Images => Ok(rendered(&format!("{} Dockerfiles", step.actions.len()))),
             StepId::Storage => {
-                for dir in [
-                    self.layout.data_dir(),
-                    self.layout.experiments(),
-                    self.layout.compile_cache(),
-                ] {
+                for dir in storage_dirs(&self.layout) {
                     fs_err::create_dir_all(&dir)?;
                 }
                 Ok(StepOutput {
@@ -184,8 +214,14 @@ impl Executor for LocalExecutor {
                     outputs: BTreeMap::new(),
                 })
             }
-            StepId::Staging => tokio::task::block_in_place(|| self.staging()),
-            StepId::Compile => tokio::task::block_in_place(|| self.compile()),
+            StepId::Staging => {
+                let executor = self.detached();
+                tokio::task::spawn_blocking(move || executor.staging()).await?
+            }
+            StepId::Compile => {
+                let executor = self.detached();
+                tokio::task::spawn_blocking(move || executor.compile()).await?
+            }
             StepId::Train => Ok(rendered(&format!(
                 "the MPIJob {}",
                 self.config.training.train_job_name
@@ -205,12 +241,23 @@ impl Executor for LocalExecutor {
         }
     }
 
+    /// What each step left must still be there: the storage step's directories, every file
+    /// staging produced (unchanged), the compile cache. Otherwise the step runs again.
     async fn still_valid(&mut self, step: &Step, record: &StepRecord) -> bool {
-        if step.id != StepId::Staging {
-            return true;
+        match step.id {
+            StepId::Storage => storage_dirs(&self.layout).iter().all(|dir| dir.is_dir()),
+            StepId::Staging => {
+                let outputs = record.outputs.clone();
+                let check = move || {
+                    !outputs.is_empty()
+                        && outputs.iter().all(|(path, digest)| {
+                            sha256_file(Path::new(path)).is_ok_and(|actual| &actual == digest)
+                        })
+                };
+                tokio::task::spawn_blocking(check).await.unwrap_or(false)
+            }
+            StepId::Compile => self.layout.compile_cache().is_dir(),
+            _ => true,
         }
-        record.outputs.iter().all(|(path, digest)| {
-            sha256_file(Path::new(path)).is_ok_and(|actual| &actual == digest)
-        })
     }
 }

@@ -107,6 +107,13 @@ impl Report {
     }
 }
 
+impl Selection {
+    /// Whether the step is selected to run (an up-to-date step may still be skipped).
+    pub fn includes(&self, id: StepId) -> bool {
+        selected(self, id).0
+    }
+}
+
 fn selected(selection: &Selection, id: StepId) -> (bool, bool) {
     if selection.skip_follow && id == StepId::Follow {
         return (false, false);
@@ -184,7 +191,7 @@ pub async fn run<S: StateStore, E: Executor>(
                     .unwrap_or_default(),
             },
         );
-        state.version = 1;
+        state.version = super::state::STATE_VERSION;
         store.save(&state).await?;
         match executor.execute(step, previous.as_ref()).await {
             Ok(output) => {
@@ -199,7 +206,7 @@ pub async fn run<S: StateStore, E: Executor>(
                         outputs: output.outputs,
                     },
                 );
-                state.version = 1;
+                state.version = super::state::STATE_VERSION;
                 store.save(&state).await?;
                 report_event(Event::Finished {
                     id: step.id,
@@ -218,7 +225,7 @@ pub async fn run<S: StateStore, E: Executor>(
                         outputs: previous.map(|record| record.outputs).unwrap_or_default(),
                     },
                 );
-                state.version = 1;
+                state.version = super::state::STATE_VERSION;
                 store.save(&state).await?;
                 report.failed = Some(step.id);
                 report_event(Event::Failed {

@@ -18,6 +18,10 @@ pub const STATE_KEY: &str = "state.json";
 /// The ConfigMap's name.
 pub const STATE_CONFIGMAP: &str = "trnkit-state";
 
+/// The format version this trnkit writes and reads. Version 0 (a state written before the
+/// field existed) has the same shape and is read as this one.
+pub const STATE_VERSION: u32 = 1;
+
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,6 +63,21 @@ pub struct State {
 }
 
 impl State {
+    /// Parses a recorded state, refusing another format version.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, StateError> {
+        let state: State = serde_json::from_str(text).map_err(|source| StateError::Corrupt {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        if state.version != 0 && state.version != STATE_VERSION {
+            return Err(StateError::Version {
+                origin: origin.to_owned(),
+                found: state.version,
+            });
+        }
+        Ok(state)
+    }
+
     /// The record of a step.
     pub fn get(&self, id: StepId) -> Option<&StepRecord> {
         self.steps.get(&id)
@@ -94,6 +113,18 @@ pub enum StateError {
         #[source]
         source: kube::Error,
     },
+    /// The recorded state was written by another version of trnkit.
+    #[error(
+        "the recorded state in {origin} has format version {found}, this trnkit reads version \
+         {STATE_VERSION}; run the trnkit that wrote it, or delete the state to start afresh \
+         (every step then runs again)"
+    )]
+    Version {
+        /// Where it was read from.
+        origin: String,
+        /// The version found.
+        found: u32,
+    },
     /// The recorded state is not valid JSON of the expected shape.
     #[error("the recorded state in {origin} is unreadable; delete it to start afresh")]
     Corrupt {
@@ -126,10 +157,7 @@ pub struct FileStore {
 impl StateStore for FileStore {
     async fn load(&self) -> Result<State, StateError> {
         match fs_err::read_to_string(&self.path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|source| StateError::Corrupt {
-                origin: self.describe(),
-                source,
-            }),
+            Ok(text) => State::parse(&text, &self.describe()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(source) => Err(StateError::File {
                 path: self.path.clone(),
@@ -197,10 +225,7 @@ impl StateStore for ConfigMapStore {
             .and_then(|data| data.get(STATE_KEY))
         {
             None => Ok(State::default()),
-            Some(text) => serde_json::from_str(text).map_err(|source| StateError::Corrupt {
-                origin: self.describe(),
-                source,
-            }),
+            Some(text) => State::parse(text, &self.describe()),
         }
     }
 
