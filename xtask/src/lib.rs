@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod files;
 pub mod images;
 pub mod kube_apply;
+pub mod observe;
 pub mod render;
 pub mod staging;
 pub mod tensorboard;
