@@ -25,15 +25,6 @@ pub enum Error {
         /// The root.
         path: PathBuf,
     },
-    /// Removing an entry, a lock file or a leftover failed.
-    #[error("could not remove {}; nothing else was changed for this entry", .path.display())]
-    Remove {
-        /// What was being removed.
-        path: PathBuf,
-        /// The IO error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A `NEURON_CC_FLAGS` value cannot be split into words.
     #[error("cannot parse NEURON_CC_FLAGS `{value}`: {reason}")]
     ParseFlags {

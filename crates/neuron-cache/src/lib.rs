@@ -18,8 +18,9 @@
 //!   jobs' `NEURON_CC_FLAGS` would use different entries; [`coverage`] says whether the configured
 //!   flags already have complete entries.
 //! - [`prune`] removes failed entries, stale lock files, or other compiler versions — only what
-//!   is asked, re-checking each entry before touching it, never a fresh lock — and [`plan`] says
-//!   what it would do (`--dry-run`).
+//!   is asked, re-checking each entry before touching it, never a fresh lock or one a process
+//!   holds, never across a mount point, each entry all or nothing — and [`plan`] says what it
+//!   would do (the preview).
 //! - [`verify`] checks complete entries against their flags files.
 //!
 //! # What it does not do
@@ -57,6 +58,7 @@ mod error;
 pub mod flags;
 pub mod model;
 pub mod prune;
+mod remove;
 pub mod scan;
 pub mod verify;
 
@@ -65,9 +67,14 @@ pub use flags::{
     FlagsMismatch, NeuronCcFlags, compare, flags_key, legacy_flags_key, parse_neuron_cc_flags,
 };
 pub use model::{CacheReport, Entry, EntryFiles, Naming, Skipped, State, Summary};
-pub use prune::{Action, PruneOptions, PruneReport, Pruned, plan, prune};
-pub use scan::{InspectOptions, inspect};
-pub use verify::{Coverage, Problem, coverage, verify};
+pub use prune::{
+    Action, DEFAULT_LOCK_AGE, MIN_LOCK_AGE, Outcome, PruneOptions, PruneReport, Pruned, plan, prune,
+};
+pub use remove::FsId;
+pub use scan::{
+    InspectOptions, inspect, is_lock_name, lock_age, parse_entry_name, parse_version_folder,
+};
+pub use verify::{Coverage, Problem, compiler_version_matches, coverage, parse_flags_file, verify};
 
 #[cfg(test)]
 mod tests;

@@ -178,7 +178,7 @@ impl Summary {
             summary.states.insert(state, 0);
         }
         for entry in entries {
-            summary.bytes += entry.bytes;
+            summary.bytes = summary.bytes.saturating_add(entry.bytes);
             *summary.states.entry(entry.state).or_default() += 1;
             *summary
                 .compiler_versions

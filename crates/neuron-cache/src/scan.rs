@@ -102,10 +102,7 @@ pub fn inspect(root: &Path, options: &InspectOptions) -> Result<CacheReport> {
                 continue;
             }
         };
-        let Some(version) = name
-            .strip_prefix(VERSION_PREFIX)
-            .filter(|version| !version.is_empty())
-        else {
+        let Some(version) = parse_version_folder(&name) else {
             if name == "neuron-compile-cache" && file_type.is_dir() {
                 notes.push(format!(
                     "{}/neuron-compile-cache looks like the extra level older neuron_parallel_compile versions \
@@ -221,6 +218,24 @@ pub fn inspect(root: &Path, options: &InspectOptions) -> Result<CacheReport> {
     })
 }
 
+/// The compiler version of a `neuronxcc-<version>` folder name; `None` for any other name or an
+/// empty version.
+pub fn parse_version_folder(name: &str) -> Option<&str> {
+    name.strip_prefix(VERSION_PREFIX)
+        .filter(|version| !version.is_empty())
+}
+
+/// Whether a file name is a lock file's (`*.lock`, as `model.hlo_module.pb.lock`).
+pub fn is_lock_name(name: &[u8]) -> bool {
+    name.ends_with(b".lock")
+}
+
+/// The age of a file modified at `modified`, seen at `now`; zero for a time in the future
+/// (another node's clock is ahead): a lock of unknown age counts as young.
+pub fn lock_age(now: SystemTime, modified: SystemTime) -> Duration {
+    now.duration_since(modified).unwrap_or(Duration::ZERO)
+}
+
 /// Splits `MODULE_<graph key>+<flags key>`; `None` unless the graph key is hex or decimal
 /// (1 to 64 characters) and the flags key is 8 hex digits.
 pub fn parse_entry_name(name: &str) -> Option<(&str, &str)> {
@@ -312,7 +327,7 @@ pub(crate) fn classify(candidate: &Candidate, options: &InspectOptions) -> Resul
         };
         let file_name = child.file_name();
         let name = file_name.as_encoded_bytes();
-        let is_lock = name.ends_with(b".lock");
+        let is_lock = is_lock_name(name);
         let metadata = if options.sizes || (is_lock && file_type.is_file()) {
             child.metadata().ok()
         } else {
@@ -320,7 +335,7 @@ pub(crate) fn classify(candidate: &Candidate, options: &InspectOptions) -> Resul
         };
         let size = metadata.as_ref().map_or(0, std::fs::Metadata::len);
         if file_type.is_symlink() {
-            bytes += size;
+            bytes = bytes.saturating_add(size);
             files
                 .symlinks
                 .push(file_name.to_string_lossy().into_owned());
@@ -328,11 +343,11 @@ pub(crate) fn classify(candidate: &Candidate, options: &InspectOptions) -> Resul
         }
         if file_type.is_dir() {
             if options.sizes {
-                bytes += tree_bytes(&child.path(), 0);
+                bytes = bytes.saturating_add(tree_bytes(&child.path(), 0));
             }
             continue;
         }
-        bytes += size;
+        bytes = bytes.saturating_add(size);
         if !file_type.is_file() {
             continue;
         }
@@ -367,8 +382,7 @@ pub(crate) fn classify(candidate: &Candidate, options: &InspectOptions) -> Resul
             _ if is_lock => {
                 let age = metadata
                     .and_then(|metadata| metadata.modified().ok())
-                    .and_then(|modified| options.now.duration_since(modified).ok())
-                    .unwrap_or(Duration::ZERO);
+                    .map_or(Duration::ZERO, |modified| lock_age(options.now, modified));
                 youngest_lock = Some(youngest_lock.map_or(age, |young| young.min(age)));
                 files.locks.push(file_name.to_string_lossy().into_owned());
             }
@@ -459,5 +473,5 @@ fn tree_bytes(directory: &Path, depth: usize) -> u64 {
                 metadata.len()
             }
         })
-        .sum()
+        .fold(0, u64::saturating_add)
 }

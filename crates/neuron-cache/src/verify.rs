@@ -65,6 +65,29 @@ pub fn verify(root: &Path, report: &CacheReport) -> Vec<Problem> {
     problems
 }
 
+/// The largest flags file read (a real one is a few hundred bytes).
+const MAX_FLAGS_FILE: u64 = 1 << 20;
+
+/// Parses the bytes of an entry's flags file: `compile_flags.json` (a JSON list of strings, as
+/// `json.dumps` writes it) or, for any other name, the old `compile_flags.txt` (flags separated
+/// by white space). `Err` says what is wrong; never panics, whatever the bytes.
+pub fn parse_flags_file(name: &str, bytes: &[u8]) -> Result<Vec<String>, String> {
+    if bytes.len() as u64 > MAX_FLAGS_FILE {
+        return Err(format!(
+            "{name} is {} bytes, too large for a flags file",
+            bytes.len()
+        ));
+    }
+    let text =
+        std::str::from_utf8(bytes).map_err(|error| format!("{name} is not UTF-8 text: {error}"))?;
+    if name.ends_with(".json") {
+        serde_json::from_str(text.trim())
+            .map_err(|error| format!("{name} is not a JSON list of strings: {error}"))
+    } else {
+        Ok(text.split_whitespace().map(str::to_owned).collect())
+    }
+}
+
 /// Reads a flags file; `Some(problem)` when it cannot be read or does not match the folder's
 /// flags key.
 fn check_flags_file(path: &Path, entry: &Entry) -> Option<String> {
@@ -72,31 +95,30 @@ fn check_flags_file(path: &Path, entry: &Entry) -> Option<String> {
     if !metadata.is_file() {
         return Some(format!("{} is not a regular file", path.display()));
     }
-    if metadata.len() > 1 << 20 {
+    if metadata.len() > MAX_FLAGS_FILE {
         return Some(format!(
             "{} is {} bytes, too large for a flags file",
             path.display(),
             metadata.len()
         ));
     }
-    let text = match fs_err::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) => return Some(format!("cannot read the flags file: {error}")),
-    };
-    let flags: Vec<String> = if path
-        .extension()
-        .is_some_and(|extension| extension == "json")
-    {
-        match serde_json::from_str(text.trim()) {
-            Ok(flags) => flags,
-            Err(error) => {
-                return Some(format!(
-                    "compile_flags.json is not a JSON list of strings: {error}"
-                ));
-            }
-        }
-    } else {
-        text.split_whitespace().map(str::to_owned).collect()
+    let mut bytes = Vec::new();
+    let read = fs_err::File::open(path).and_then(|file| {
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_FLAGS_FILE + 1),
+            &mut bytes,
+        )
+    });
+    if let Err(error) = read {
+        return Some(format!("cannot read the flags file: {error}"));
+    }
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy())
+        .unwrap_or_default();
+    let flags = match parse_flags_file(&name, &bytes) {
+        Ok(flags) => flags,
+        Err(problem) => return Some(problem),
     };
     let (current, legacy) = (flags_key(&flags), legacy_flags_key(&flags));
     if entry.flags_key != current && entry.flags_key != legacy {
@@ -142,7 +164,14 @@ impl Coverage {
     /// One sentence on what the numbers mean for the compile job.
     pub fn verdict(&self) -> String {
         let key = self.flags_keys.first().map_or("?", String::as_str);
-        if self.complete + self.failed + self.locked + self.stale_lock + self.incomplete == 0 {
+        let counts = [
+            self.complete,
+            self.failed,
+            self.locked,
+            self.stale_lock,
+            self.incomplete,
+        ];
+        if counts.iter().all(|count| *count == 0) {
             return format!("no entries for flags key {key}: the compile job is needed");
         }
         if self.is_ready() {
@@ -175,8 +204,20 @@ impl Coverage {
     }
 }
 
+/// Whether the compiler version of a `neuronxcc-<version>` folder is `wanted`: the same
+/// version, or `wanted` followed by a build suffix (`2.16.345.0` matches the folder version
+/// `2.16.345.0+8b9c8a7e`, as pip's `neuronx-cc==2.16.345.0` installs it; `2.16.34` matches
+/// neither `2.16.345.0` nor `2.16.34.1`).
+pub fn compiler_version_matches(folder_version: &str, wanted: &str) -> bool {
+    match folder_version.strip_prefix(wanted) {
+        Some(rest) => !wanted.is_empty() && (rest.is_empty() || rest.starts_with('+')),
+        None => false,
+    }
+}
+
 /// Counts the entries whose flags key is `flags_key` or `legacy_key`, under `compiler_version`
-/// when given (the same flags under another compiler are a different cache).
+/// when given (the same flags under another compiler are a different cache; see
+/// [`compiler_version_matches`]).
 pub fn coverage(
     report: &CacheReport,
     flags_key: &str,
@@ -190,7 +231,8 @@ pub fn coverage(
     };
     for entry in &report.entries {
         if (entry.flags_key != flags_key && entry.flags_key != legacy_key)
-            || compiler_version.is_some_and(|version| version != entry.compiler_version)
+            || compiler_version
+                .is_some_and(|version| !compiler_version_matches(&entry.compiler_version, version))
         {
             continue;
         }
