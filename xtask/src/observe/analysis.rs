@@ -199,11 +199,10 @@ impl Analyzer {
         self.records += 1;
         let mut progress = false;
 
-        if let Some(step) = last_number(record, "global_step=") {
-            if step.is_finite() && step >= 0.0 {
-                self.last_global_step = Some(step as u64);
-                progress = true;
-            }
+        let count = |value: &f64| value.is_finite() && *value >= 0.0;
+        if let Some(step) = last_number(record, "global_step=").filter(count) {
+            self.last_global_step = Some(step as u64);
+            progress = true;
         }
         if let Some((_, total)) = last_counter(record) {
             self.total_steps = Some(total);
@@ -239,10 +238,8 @@ impl Analyzer {
 
         self.cache.cached_neff_hits += record.matches("Using a cached neff").count() as u64;
         self.cache.cached_failed += record.matches("Got a cached failed neff").count() as u64;
-        if let Some(locked) = last_number(record, "locked are ") {
-            if locked.is_finite() && locked >= 0.0 {
-                self.cache.locked = Some(locked as u64);
-            }
+        if let Some(locked) = last_number(record, "locked are ").filter(count) {
+            self.cache.locked = Some(locked as u64);
         }
 
         match network_of(record) {
