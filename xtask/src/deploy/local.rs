@@ -43,6 +43,14 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(pipeline::stage::sha256_file(path)?.0)
 }
 
+/// The identity (device and inode) of a directory: a cache deleted and laid out again is
+/// another directory, whatever it holds.
+fn directory_identity(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = fs_err::metadata(path)?;
+    Ok(format!("{}:{}", metadata.dev(), metadata.ino()))
+}
+
 /// The directories the storage step lays out; a later run re-lays them out when one is gone.
 fn storage_dirs(layout: &SharedLayout) -> [PathBuf; 3] {
     [
@@ -166,7 +174,10 @@ impl LocalExecutor {
         };
         Ok(StepOutput {
             summary,
-            outputs: BTreeMap::from([("flags_key".to_owned(), flags.key())]),
+            outputs: BTreeMap::from([
+                ("flags_key".to_owned(), flags.key()),
+                ("cache_root".to_owned(), directory_identity(&root)?),
+            ]),
         })
     }
 }
@@ -256,7 +267,10 @@ impl Executor for LocalExecutor {
                 };
                 tokio::task::spawn_blocking(check).await.unwrap_or(false)
             }
-            StepId::Compile => self.layout.compile_cache().is_dir(),
+            StepId::Compile => record.outputs.get("cache_root").is_some_and(|recorded| {
+                directory_identity(&self.layout.compile_cache())
+                    .is_ok_and(|identity| &identity == recorded)
+            }),
             _ => true,
         }
     }
