@@ -16,7 +16,7 @@ use mpijob::llama2::{Llama2Config, Llama2Paths};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Config, Target};
+use crate::config::{Config, LauncherGateSetting, Target};
 use crate::tensorboard::TensorboardConfig;
 
 /// The registry named in rendered manifests of the local profile, when no registry or account
@@ -148,10 +148,10 @@ pub fn layout(config: &Config) -> Result<SharedLayout, RenderError> {
 /// The launcher gate the configuration asks for; `auto` means the operator version decides
 /// (`detected`), and without a detected version the v0.5+ policy.
 pub fn launcher_gate(config: &Config, detected: Option<LauncherGate>) -> LauncherGate {
-    match config.training.launcher_gate.as_str() {
-        "init-container" => LauncherGate::InitContainer,
-        "wait-for-workers-ready" => LauncherGate::WaitForWorkersReady,
-        _ => detected.unwrap_or(LauncherGate::WaitForWorkersReady),
+    match config.training.launcher_gate {
+        LauncherGateSetting::InitContainer => LauncherGate::InitContainer,
+        LauncherGateSetting::WaitForWorkersReady => LauncherGate::WaitForWorkersReady,
+        LauncherGateSetting::Auto => detected.unwrap_or(LauncherGate::WaitForWorkersReady),
     }
 }
 
@@ -174,11 +174,7 @@ pub fn llama2_config(
     let training = &config.training;
     let mut jobs = Llama2Config::new(image, paths);
     jobs.namespace = config.cluster.namespace.clone();
-    jobs.image_pull_policy = match config.image.pull_policy.as_str() {
-        "IfNotPresent" => mpijob::ImagePullPolicy::IfNotPresent,
-        "Never" => mpijob::ImagePullPolicy::Never,
-        _ => mpijob::ImagePullPolicy::Always,
-    };
+    jobs.image_pull_policy = config.image.pull_policy;
     jobs.compile_job_name = training.compile_job_name.clone();
     jobs.train_job_name = training.train_job_name.clone();
     jobs.workers = training.workers;
@@ -186,11 +182,7 @@ pub fn llama2_config(
     jobs.neuron_devices_per_worker = training.neuron_devices_per_worker;
     jobs.efa_interfaces_per_worker = training.efa_interfaces_per_worker;
     jobs.backoff_limit = Some(training.backoff_limit);
-    jobs.clean_pod_policy = match training.clean_pod_policy.as_str() {
-        "None" => mpijob::CleanPodPolicy::None,
-        "All" => mpijob::CleanPodPolicy::All,
-        _ => mpijob::CleanPodPolicy::Running,
-    };
+    jobs.clean_pod_policy = training.clean_pod_policy;
     jobs.ttl_seconds_after_finished =
         (training.ttl_seconds_after_finished > 0).then_some(training.ttl_seconds_after_finished);
     jobs.active_deadline_seconds =
@@ -211,9 +203,9 @@ pub fn llama2_config(
         .iter()
         .map(|toleration| k8s_openapi::api::core::v1::Toleration {
             key: (!toleration.key.is_empty()).then(|| toleration.key.clone()),
-            operator: (!toleration.operator.is_empty()).then(|| toleration.operator.clone()),
+            operator: Some(toleration.operator.as_str().to_owned()),
             value: (!toleration.value.is_empty()).then(|| toleration.value.clone()),
-            effect: (!toleration.effect.is_empty()).then(|| toleration.effect.clone()),
+            effect: toleration.effect.as_kubernetes().map(str::to_owned),
             toleration_seconds: None,
         })
         .collect();
@@ -228,9 +220,9 @@ pub fn tensorboard_config(config: &Config, image: &str) -> Result<TensorboardCon
     Ok(TensorboardConfig {
         namespace: config.cluster.namespace.clone(),
         image: image.to_owned(),
-        pull_policy: config.image.pull_policy.clone(),
+        pull_policy: config.image.pull_policy.as_str().to_owned(),
         replicas: config.tensorboard.replicas,
-        service_type: config.tensorboard.service_type.clone(),
+        service_type: config.tensorboard.service_type,
         secret_name: config.tensorboard.secret_name.clone(),
         claim_name: config.storage.claim_name.clone(),
         mount_path: layout.root().display().to_string(),

@@ -110,6 +110,97 @@ pub fn jobs(
     ])
 }
 
+/// The Indexed Job of `data.shards` pods: pod `i` runs the staging tokenization with
+/// `--shard i/N --output-prefix {prefix}.shard-i-of-N`, `i` from the Job's completion index.
+fn shard_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
+    let data = &config.data;
+    let output_prefix = text(layout.output_prefix());
+    let mut tokenize = tokenize_argv(config, layout);
+    tokenize.shard = Some(format!("{COMPLETION_INDEX}/{}", data.shards));
+    tokenize.output_prefix = shard_output_prefix(&output_prefix, COMPLETION_INDEX, data.shards);
+    let mut argv = StageCommand::Tokenize(tokenize).argv();
+    let command = argv.remove(0);
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            SHARDS_JOB_NAME.to_owned(),
+        ),
+        ("trnkit.io/job".to_owned(), SHARDS_JOB_NAME.to_owned()),
+    ]);
+    let resources = BTreeMap::from([
+        ("cpu".to_owned(), Quantity(data.staging_cpu.to_string())),
+        ("memory".to_owned(), Quantity(data.staging_memory.to_string())),
+    ]);
+    let container = Container {
+        name: "tokenize".into(),
+        image: Some(stager_image.to_owned()),
+        command: Some(vec![command]),
+        args: Some(argv),
+        env: Some(vec![EnvVar {
+            name: "JOB_COMPLETION_INDEX".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                        .into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(resources),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity(data.staging_memory.to_string()),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "shared".into(),
+            mount_path: text(layout.root().to_path_buf()),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let shards = i32::try_from(data.shards).unwrap_or(i32::MAX);
+    Job {
+        metadata: ObjectMeta {
+            name: Some(SHARDS_JOB_NAME.to_owned()),
+            namespace: Some(config.cluster.namespace.clone()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            completion_mode: Some("Indexed".into()),
+            completions: Some(shards),
+            parallelism: Some(shards),
+            backoff_limit_per_index: Some(2),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "shared".into(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: config.storage.claim_name.clone(),
+                            ..PersistentVolumeClaimVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
 /// The staging Job for `config`, with the training image (for `git`) and the stager image. With
 /// `data.shards` > 1 it only checks out and stages; [`jobs`] adds the tokenization.
 fn job(
@@ -193,14 +284,14 @@ fn job(
         training_image,
         vec!["/bin/sh".to_owned(), "-c".to_owned(), checkout_script],
         None,
-        (&data.staging_cpu, &data.staging_memory),
+        (data.staging_cpu.as_str(), data.staging_memory.as_str()),
     );
     let stage = parts.container(
         "stage",
         stager_image,
         stage,
         Some(vec![hf_token]),
-        (&data.staging_cpu, &data.staging_memory),
+        (data.staging_cpu.as_str(), data.staging_memory.as_str()),
     );
     Ok(if data.shards > 1 {
         parts.job(JOB_NAME, 2, vec![checkout], stage)
@@ -214,7 +305,7 @@ fn job(
                 stager_image,
                 tokenize,
                 None,
-                (&data.staging_cpu, &data.staging_memory),
+                (data.staging_cpu.as_str(), data.staging_memory.as_str()),
             ),
         )
     })
@@ -306,7 +397,7 @@ impl Parts<'_> {
         Container {
             name: name.to_owned(),
             image: Some(image.to_owned()),
-            image_pull_policy: Some(self.config.image.pull_policy.clone()),
+            image_pull_policy: Some(self.config.image.pull_policy.as_str().to_owned()),
             command: Some(command),
             env,
             volume_mounts: Some(vec![VolumeMount {

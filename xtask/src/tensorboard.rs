@@ -43,7 +43,7 @@ pub struct TensorboardConfig {
     /// Replicas.
     pub replicas: i32,
     /// `LoadBalancer` or `ClusterIP`.
-    pub service_type: String,
+    pub service_type: crate::config::ServiceType,
     /// The Secret with the htpasswd file.
     pub secret_name: String,
     /// The shared claim.
@@ -188,7 +188,7 @@ fn service(name: &str, service_type: &str, namespace: &str) -> Service {
 /// The Services: always the ClusterIP one; the LoadBalancer one when configured.
 pub fn services(config: &TensorboardConfig) -> Vec<Service> {
     let mut services = vec![service(SERVICE, "ClusterIP", &config.namespace)];
-    if config.service_type == "LoadBalancer" {
+    if config.service_type == crate::config::ServiceType::LoadBalancer {
         services.push(service(LOAD_BALANCER, "LoadBalancer", &config.namespace));
     }
     services

@@ -170,7 +170,7 @@ pub(crate) async fn deploy(
             .ok()
             .filter(|token| !token.is_empty()),
         timeouts: Timeouts {
-            compile: humantime::parse_duration(&config.training.compile_timeout)?,
+            compile: config.training.compile_timeout.duration(),
             ..Timeouts::default()
         },
         on_follow: Box::new(show_follow),

@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use fsx::DeploymentType;
+pub use fsx::spec::DataCompression;
+pub use mpijob::{CleanPodPolicy, ImagePullPolicy};
+pub use types::{
+    LauncherGateSetting, Quantity, ServiceType, TaintEffect, Timeout, TokenizeMode,
+    TolerationOperator,
+};
+
 /// The commented example configuration, written by `cargo xtask init`. A test checks that it
 /// parses to the defaults (except `cluster.target`), so it stays true.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -74,6 +82,8 @@ pub struct Config {
     pub training: Training,
     /// TensorBoard.
     pub tensorboard: Tensorboard,
+    /// The cost estimate `status` and `logs --follow` show.
+    pub cost: Cost,
 }
 
 /// Where the workflow runs.
@@ -108,6 +118,10 @@ pub struct Cluster {
     pub field_manager: String,
     /// Where trnkit keeps its local work (rendered manifests, the local profile's shared tree).
     pub work_dir: PathBuf,
+    /// The kubeconfig file, from `--kubeconfig` for one run (not a configuration key; without
+    /// it, `KUBECONFIG` or `~/.kube/config` as kubectl reads them).
+    #[serde(skip)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Default for Cluster {
@@ -121,6 +135,7 @@ impl Default for Cluster {
             account_id: String::new(),
             field_manager: "trnkit".to_owned(),
             work_dir: PathBuf::from(".trnkit"),
+            kubeconfig: None,
         }
     }
 }
@@ -136,9 +151,9 @@ pub struct Image {
     /// A human tag moved to the training image besides its content-addressed tag.
     pub human_tag: String,
     /// `Always`, `IfNotPresent` or `Never`. Content-addressed tags make `IfNotPresent` safe.
-    pub pull_policy: String,
-    /// The neuronx-nemo-megatron git ref baked into the image and checked out onto the shared
-    /// file system (one ref for both, so they cannot skew).
+    pub pull_policy: ImagePullPolicy,
+    /// The neuronx-nemo-megatron commit (the full 40-digit id) baked into the image and checked
+    /// out onto the shared file system (one commit for both, so they cannot skew).
     pub nemo_ref: String,
 }
 
@@ -148,7 +163,7 @@ impl Default for Image {
             repository: "neuronx_nemo".to_owned(),
             registry: String::new(),
             human_tag: "latest".to_owned(),
-            pull_policy: "Always".to_owned(),
+            pull_policy: ImagePullPolicy::Always,
             nemo_ref: "f4743cef5a1c8dc9eeb6b3d128e01693e041a9be".to_owned(),
         }
     }
@@ -186,8 +201,8 @@ pub struct Storage {
     pub subnet_id: String,
     /// Security groups admitting TCP 988 and 1021-1023 from the nodes.
     pub security_group_ids: Vec<String>,
-    /// `PERSISTENT_1`, `PERSISTENT_2`, `SCRATCH_2`.
-    pub deployment_type: String,
+    /// `PERSISTENT_1` or `PERSISTENT_2` (scratch file systems lose data when a server fails).
+    pub deployment_type: DeploymentType,
     /// MB/s per TiB.
     pub per_unit_storage_throughput: u32,
     /// Lustre version.
@@ -201,7 +216,7 @@ pub struct Storage {
     /// Copy tags to backups.
     pub copy_tags_to_backups: bool,
     /// `NONE` or `LZ4`.
-    pub data_compression_type: String,
+    pub data_compression_type: DataCompression,
 }
 
 impl Default for Storage {
@@ -214,14 +229,14 @@ impl Default for Storage {
             file_system_id: String::new(),
             subnet_id: String::new(),
             security_group_ids: Vec::new(),
-            deployment_type: "PERSISTENT_1".to_owned(),
+            deployment_type: DeploymentType::Persistent1,
             per_unit_storage_throughput: 200,
             lustre_version: "2.12".to_owned(),
             automatic_backup_retention_days: 1,
             daily_automatic_backup_start_time: "00:00".to_owned(),
             weekly_maintenance_start_time: "7:09:00".to_owned(),
             copy_tags_to_backups: true,
-            data_compression_type: "NONE".to_owned(),
+            data_compression_type: DataCompression::None,
         }
     }
 }
@@ -243,7 +258,7 @@ pub struct Data {
     /// The JSON keys to tokenize; each gets its own `.bin`/`.idx` pair.
     pub json_keys: Vec<String>,
     /// `nemo` (what the blueprint runs) or `megatron`.
-    pub mode: String,
+    pub mode: TokenizeMode,
     /// Append EOS to every non-empty document.
     pub append_eod: bool,
     /// Add `<pad>` to the vocabulary as NeMo's `--need-pad-id` does.
@@ -254,21 +269,17 @@ pub struct Data {
     pub tokenize_workers: u32,
     /// CPU request of the staging pods (threads may use more when the node is idle). The
     /// default fits the blueprint's core nodes (m5.xlarge: 4 vCPU, 16 GiB).
-    pub staging_cpu: String,
+    pub staging_cpu: Quantity,
     /// Memory request and limit of the staging pods.
-    pub staging_memory: String,
+    pub staging_memory: Quantity,
     /// The Kubernetes Secret holding the HuggingFace token (made from `HF_TOKEN` at deploy time).
     pub hf_token_secret: String,
 }
 
 impl Data {
-    /// The tokenization semantics `mode` names (validation accepts only the two).
+    /// The tokenization semantics `mode` names.
     pub fn pipeline_mode(&self) -> pipeline::Mode {
-        if self.mode == "megatron" {
-            pipeline::Mode::Megatron
-        } else {
-            pipeline::Mode::Nemo
-        }
+        self.mode.pipeline_mode()
     }
 }
 
@@ -281,13 +292,13 @@ impl Default for Data {
             dataset_revision: "main".to_owned(),
             dataset_name: "redpajama_sample".to_owned(),
             json_keys: vec!["text".to_owned()],
-            mode: "nemo".to_owned(),
+            mode: TokenizeMode::Nemo,
             append_eod: true,
             need_pad_id: true,
             shards: 1,
             tokenize_workers: 4,
-            staging_cpu: "3".to_owned(),
-            staging_memory: "6Gi".to_owned(),
+            staging_cpu: Quantity::parse("3").expect("a valid quantity"),
+            staging_memory: Quantity::parse("6Gi").expect("a valid quantity"),
             hf_token_secret: "trnkit-hf-token".to_owned(),
         }
     }
@@ -299,12 +310,12 @@ impl Default for Data {
 pub struct TolerationConfig {
     /// The taint key.
     pub key: String,
-    /// `Exists` or `Equal`.
-    pub operator: String,
+    /// `Exists` or `Equal` (Kubernetes' default).
+    pub operator: TolerationOperator,
     /// The taint value (with `Equal`).
     pub value: String,
     /// `NoSchedule`, `PreferNoSchedule`, `NoExecute`, or empty for all.
-    pub effect: String,
+    pub effect: TaintEffect,
 }
 
 /// `[training]`.
@@ -322,14 +333,14 @@ pub struct Training {
     /// Launcher retries.
     pub backoff_limit: i32,
     /// `None`, `Running` or `All`.
-    pub clean_pod_policy: String,
+    pub clean_pod_policy: CleanPodPolicy,
     /// Seconds after which finished jobs are deleted; 0 keeps them.
     pub ttl_seconds_after_finished: i32,
     /// Seconds a job may run; 0 means no limit.
     pub active_deadline_seconds: i64,
     /// `auto` (from the MPI Operator's version), `wait-for-workers-ready` (v0.5+) or
     /// `init-container` (v0.4).
-    pub launcher_gate: String,
+    pub launcher_gate: LauncherGateSetting,
     /// `NEURON_CC_FLAGS` of both jobs.
     pub neuron_cc_flags: String,
     /// The script every rank runs.
@@ -341,7 +352,7 @@ pub struct Training {
     /// The train job's name.
     pub train_job_name: String,
     /// How long to wait for the compile job, such as `2h`.
-    pub compile_timeout: String,
+    pub compile_timeout: Timeout,
     /// Run the compile job even when the cache already holds complete entries for the flags.
     pub force_compile: bool,
     /// Further variables for every rank.
@@ -352,6 +363,15 @@ pub struct Training {
     pub tolerations: Vec<TolerationConfig>,
     /// Priority class of the pods; empty for none.
     pub priority_class: String,
+    /// Put `karpenter.sh/do-not-disrupt: "true"` on the training pods, so Karpenter does not
+    /// evict them to consolidate or replace their nodes mid-run.
+    pub do_not_disrupt: bool,
+    /// Stop a training run whose collectives fell back to TCP instead of EFA (false: warn).
+    pub require_efa: bool,
+    /// How long the train job may go without a progress line before it counts as hung; unset:
+    /// 10 × the observed seconds per step, at least 30 minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hang_timeout: Option<Timeout>,
 }
 
 impl Default for Training {
@@ -362,21 +382,43 @@ impl Default for Training {
             efa_interfaces_per_worker: 8,
             slots_per_worker: 1,
             backoff_limit: 20,
-            clean_pod_policy: "Running".to_owned(),
+            clean_pod_policy: CleanPodPolicy::Running,
             ttl_seconds_after_finished: 0,
             active_deadline_seconds: 0,
-            launcher_gate: "auto".to_owned(),
+            launcher_gate: LauncherGateSetting::Auto,
             neuron_cc_flags: mpijob::llama2::DEFAULT_NEURON_CC_FLAGS.to_owned(),
             script: "./llama_7b.sh".to_owned(),
             script_args: Vec::new(),
             compile_job_name: mpijob::llama2::COMPILE_JOB_NAME.to_owned(),
             train_job_name: mpijob::llama2::TRAIN_JOB_NAME.to_owned(),
-            compile_timeout: "2h".to_owned(),
+            compile_timeout: Timeout::parse("2h").expect("a valid duration"),
             force_compile: false,
             env: BTreeMap::new(),
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             priority_class: String::new(),
+            do_not_disrupt: true,
+            require_efa: true,
+            hang_timeout: None,
+        }
+    }
+}
+
+/// `[cost]`: what the estimate of a run's cost is made of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cost {
+    /// The price of one node (a trn1.32xlarge) for one hour, in USD.
+    pub instance_hourly_usd: f64,
+}
+
+/// The on-demand price of a trn1.32xlarge in us-west-2, in USD per hour.
+pub const TRN1_32XLARGE_US_WEST_2_HOURLY_USD: f64 = 21.50;
+
+impl Default for Cost {
+    fn default() -> Self {
+        Self {
+            instance_hourly_usd: TRN1_32XLARGE_US_WEST_2_HOURLY_USD,
         }
     }
 }
@@ -390,7 +432,7 @@ pub struct Tensorboard {
     /// Replicas of the Deployment.
     pub replicas: i32,
     /// `LoadBalancer` (the blueprint's public ELB) or `ClusterIP` (reach it with port-forward).
-    pub service_type: String,
+    pub service_type: ServiceType,
     /// The basic-auth user.
     pub user: String,
     /// The Secret holding the generated password and the htpasswd file.
@@ -402,7 +444,7 @@ impl Default for Tensorboard {
         Self {
             enabled: true,
             replicas: 2,
-            service_type: "LoadBalancer".to_owned(),
+            service_type: ServiceType::LoadBalancer,
             user: "admin".to_owned(),
             secret_name: "tensorboard-auth".to_owned(),
         }
@@ -419,13 +461,11 @@ impl Config {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Parses and validates configuration text; `origin` names it in errors.
+    /// Parses and validates configuration text; `origin` names it in errors. Every key that
+    /// does not deserialize and every value that cannot work is reported, all at once.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: with_suggestion(&error.to_string()),
-        })?;
-        let problems = config.problems();
+        let (config, mut problems) = parse::deserialize(text, origin)?;
+        problems.extend(config.problems());
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -442,31 +482,8 @@ impl Config {
     }
 }
 
-/// Adds "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`" messages.
-fn with_suggestion(message: &str) -> String {
-    let Some(start) = message.find("unknown field `") else {
-        return message.to_owned();
-    };
-    let rest = &message[start + "unknown field `".len()..];
-    let Some(end) = rest.find('`') else {
-        return message.to_owned();
-    };
-    let unknown = &rest[..end];
-    let candidates: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
-    let best = candidates
-        .iter()
-        .map(|candidate| (strsim::jaro_winkler(unknown, candidate), *candidate))
-        .filter(|(score, _)| *score > 0.7)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let message = message.trim_end();
-    match best {
-        Some((_, candidate)) => format!(
-            "{message}\ndid you mean `{candidate}`? (`cargo xtask init` writes every key with its meaning)"
-        ),
-        None => format!("{message}\n(`cargo xtask init` writes every key with its meaning)"),
-    }
-}
-
+mod parse;
+mod types;
 mod validate;
 
 #[cfg(test)]

@@ -138,3 +138,175 @@ fn lustre_sizes_and_throughputs() {
     );
     assert!(Config::parse("[storage]\ndeployment_type = \"PERSISTENT_2\"\nper_unit_storage_throughput = 125\ncapacity_gib = 4800\n", "x").is_ok());
 }
+
+fn problems_of(text: &str) -> Vec<(String, String)> {
+    match Config::parse(text, "trnkit.toml") {
+        Ok(_) => panic!("expected {text:?} to be rejected"),
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(error) => panic!("expected invalid values, got: {error}"),
+    }
+}
+
+/// Every message about `key`, one per line.
+fn message_for(problems: &[(String, String)], key: &str) -> String {
+    let messages: Vec<&str> = problems
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, message)| message.as_str())
+        .collect();
+    assert!(!messages.is_empty(), "no problem for {key} in {problems:#?}");
+    messages.join("\n")
+}
+
+#[test]
+fn every_bad_value_is_reported_at_once_with_its_key_and_line() {
+    let text = r#"
+[image]
+pull_policy = "Sometimes"
+[storage]
+deployment_type = "SCRATCH_2"
+[data]
+staging_cpu = "-1"
+[training]
+launcher_gate = "auto-detect"
+workers = 0
+compile_timeout = "soon"
+workerz = 3
+tolerations = [{ key = "a", operator = "Exists", effect = "NoScheduel" }]
+[tensorboard]
+service_type = "NodePort"
+"#;
+    let problems = problems_of(text);
+    for (key, line) in [
+        ("image.pull_policy", 3),
+        ("storage.deployment_type", 5),
+        ("data.staging_cpu", 7),
+        ("training.launcher_gate", 9),
+        ("training.compile_timeout", 11),
+        ("training.workerz", 12),
+        ("training.tolerations[0].effect", 13),
+        ("tensorboard.service_type", 15),
+    ] {
+        let message = message_for(&problems, key);
+        assert!(
+            message.contains(&format!("(line {line}, column")),
+            "{key}: {message}"
+        );
+    }
+    // Validation of the keys that did deserialize still runs.
+    assert!(message_for(&problems, "training.workers").contains("at least 1 worker"));
+    assert!(message_for(&problems, "image.pull_policy").contains("`IfNotPresent`"));
+    assert!(message_for(&problems, "training.workerz").contains("did you mean `workers`?"));
+    assert!(
+        message_for(&problems, "training.tolerations[0].effect")
+            .contains("did you mean `NoSchedule`?")
+    );
+    assert!(message_for(&problems, "data.staging_cpu").contains("negative"));
+}
+
+#[test]
+fn scratch_file_systems_and_mismatched_lustre_versions_are_refused() {
+    // These used to pass validation and render as PERSISTENT_1 / fail at the FSx API.
+    let problems = problems_of("[storage]\ndeployment_type = \"SCRATCH_2\"\n");
+    assert!(message_for(&problems, "storage.deployment_type").contains("PERSISTENT_1"));
+    let problems = problems_of("[storage]\nlustre_version = \"2.15\"\n");
+    assert!(message_for(&problems, "storage.lustre_version").contains("2.10, 2.12"));
+}
+
+#[test]
+fn values_parse_into_their_types() {
+    use super::{
+        CleanPodPolicy, DataCompression, DeploymentType, ImagePullPolicy, LauncherGateSetting,
+        ServiceType, TaintEffect, TokenizeMode, TolerationOperator,
+    };
+    let config = Config::parse(
+        r#"
+[image]
+pull_policy = "IfNotPresent"
+[storage]
+deployment_type = "PERSISTENT_2"
+per_unit_storage_throughput = 125
+data_compression_type = "LZ4"
+[data]
+mode = "megatron"
+staging_cpu = "500m"
+[training]
+clean_pod_policy = "All"
+launcher_gate = "init-container"
+compile_timeout = "90m"
+tolerations = [{ key = "aws.amazon.com/neuron", operator = "Exists" }]
+[tensorboard]
+service_type = "ClusterIP"
+"#,
+        "x",
+    )
+    .unwrap();
+    assert_eq!(config.image.pull_policy, ImagePullPolicy::IfNotPresent);
+    assert_eq!(config.storage.deployment_type, DeploymentType::Persistent2);
+    assert_eq!(config.storage.data_compression_type, DataCompression::Lz4);
+    assert_eq!(config.data.mode, TokenizeMode::Megatron);
+    assert_eq!(config.data.pipeline_mode(), pipeline::Mode::Megatron);
+    assert_eq!(config.data.staging_cpu.as_str(), "500m");
+    assert_eq!(config.training.clean_pod_policy, CleanPodPolicy::All);
+    assert_eq!(
+        config.training.launcher_gate,
+        LauncherGateSetting::InitContainer
+    );
+    assert_eq!(
+        config.training.compile_timeout.duration(),
+        std::time::Duration::from_secs(5400)
+    );
+    assert_eq!(config.training.compile_timeout.to_string(), "90m");
+    let toleration = &config.training.tolerations[0];
+    assert_eq!(toleration.operator, TolerationOperator::Exists);
+    assert_eq!(toleration.effect, TaintEffect::All);
+    assert_eq!(config.tensorboard.service_type, ServiceType::ClusterIp);
+    // And back: the file's spellings survive a round trip.
+    let text = toml::to_string(&config).unwrap();
+    assert!(text.contains("service_type = \"ClusterIP\""), "{text}");
+    assert!(text.contains("launcher_gate = \"init-container\""), "{text}");
+    assert_eq!(Config::parse(&text, "round trip").unwrap(), config);
+}
+
+#[test]
+fn kubernetes_variable_references_are_refused_wherever_they_are() {
+    // The staging container has HF_TOKEN from the Secret: Kubernetes would put the token into
+    // the command line of a dataset named like this.
+    let problems = problems_of(
+        r#"
+[data]
+dataset = "org/$(HF_TOKEN)"
+[training]
+neuron_cc_flags = "--x=$(HF_TOKEN)"
+env = { GBS = "$(HF_TOKEN)" }
+"#,
+    );
+    for key in ["data.dataset", "training.env.GBS", "training.neuron_cc_flags"] {
+        assert!(
+            message_for(&problems, key).contains("Kubernetes expands"),
+            "{key}: {problems:?}"
+        );
+    }
+    assert!(Config::parse("[data]\ndataset = \"org/a$b\"\n", "x").is_ok());
+}
+
+#[test]
+fn resources_beyond_a_trn1_node_and_odd_values_are_refused() {
+    let problems = problems_of(
+        r#"
+[data]
+json_keys = ["text", "meta", "text"]
+staging_memory = "0"
+[training]
+neuron_devices_per_worker = 17
+efa_interfaces_per_worker = 9
+script = "-np"
+"#,
+    );
+    assert!(message_for(&problems, "training.neuron_devices_per_worker").contains("16"));
+    assert!(message_for(&problems, "training.efa_interfaces_per_worker").contains("8"));
+    assert!(message_for(&problems, "training.script").contains("starts with '-'"));
+    assert!(message_for(&problems, "data.json_keys[2]").contains("listed twice"));
+    assert!(message_for(&problems, "data.staging_memory").contains("zero"));
+    assert!(Config::parse("[training]\nneuron_devices_per_worker = 16\nefa_interfaces_per_worker = 8\n", "x").is_ok());
+}

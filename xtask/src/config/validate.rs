@@ -5,7 +5,7 @@
 
 use mpijob::names;
 
-use super::{Config, StorageMode};
+use super::{Config, StorageMode, Target, TolerationOperator};
 
 struct Checker {
     problems: Vec<(String, String)>,
@@ -20,15 +20,6 @@ impl Checker {
 
     fn fail(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push((key.to_owned(), message.into()));
-    }
-
-    fn one_of(&mut self, key: &str, value: &str, allowed: &[&str]) {
-        if !allowed.contains(&value) {
-            self.fail(
-                key,
-                format!("{value:?} is not one of {}", allowed.join(", ")),
-            );
-        }
     }
 
     fn prefixed_id(&mut self, key: &str, value: &str, prefix: &str) {
@@ -104,12 +95,28 @@ fn label_value(value: &str) -> Result<(), String> {
     }
 }
 
-/// Every problem of the configuration, as `(key, message)`.
+/// A trn1.32xlarge's Neuron devices (`aws.amazon.com/neuron`).
+pub(crate) const NEURON_DEVICES_PER_NODE: u32 = 16;
+/// A trn1.32xlarge's EFA interfaces (`vpc.amazonaws.com/efa`).
+pub(crate) const EFA_INTERFACES_PER_NODE: u32 = 8;
+
+/// Every problem of the configuration, as `(key, message)`, section by section.
 pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
     let mut c = Checker {
         problems: Vec::new(),
     };
+    cluster(&mut c, config);
+    image(&mut c, config);
+    storage(&mut c, config);
+    data(&mut c, config);
+    training(&mut c, config);
+    tensorboard(&mut c, config);
+    cost(&mut c, config);
+    kubernetes_expansion(&mut c, config);
+    c.problems
+}
 
+fn cluster(c: &mut Checker, config: &Config) {
     let cluster = &config.cluster;
     c.check(
         "cluster.namespace",
@@ -155,7 +162,9 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
     if cluster.work_dir.as_os_str().is_empty() {
         c.fail("cluster.work_dir", "must not be empty");
     }
+}
 
+fn image(c: &mut Checker, config: &Config) {
     let image = &config.image;
     let repository_ok = (2..=256).contains(&image.repository.len())
         && image.repository.split('/').all(|part| {
@@ -183,27 +192,14 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
                 .map_err(|_| format!("{:?} is not a valid image tag", image.human_tag)),
         );
     }
-    c.one_of(
-        "image.pull_policy",
-        &image.pull_policy,
-        &["Always", "IfNotPresent", "Never"],
+    // The training image's own check, so a configuration that validates always renders.
+    c.check(
+        "image.nemo_ref",
+        crate::images::check_nemo_ref(&image.nemo_ref),
     );
-    let ref_ok = !image.nemo_ref.is_empty()
-        && image
-            .nemo_ref
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "._/-".contains(ch))
-        && !image.nemo_ref.starts_with('-');
-    if !ref_ok {
-        c.fail(
-            "image.nemo_ref",
-            format!(
-                "{:?} is not a git commit, tag or branch name",
-                image.nemo_ref
-            ),
-        );
-    }
+}
 
+fn storage(c: &mut Checker, config: &Config) {
     let storage = &config.storage;
     c.check(
         "storage.claim_name",
@@ -212,11 +208,6 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
     c.check(
         "storage.storage_class",
         names::dns1123_subdomain(&storage.storage_class),
-    );
-    c.one_of(
-        "storage.deployment_type",
-        &storage.deployment_type,
-        &["PERSISTENT_1", "PERSISTENT_2", "SCRATCH_1", "SCRATCH_2"],
     );
     if !(storage.capacity_gib == 1200
         || (storage.capacity_gib >= 2400 && storage.capacity_gib.is_multiple_of(2400)))
@@ -229,30 +220,29 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
-    let throughputs: &[u32] = match storage.deployment_type.as_str() {
-        "PERSISTENT_1" => &[50, 100, 200],
-        "PERSISTENT_2" => &[125, 250, 500, 1000],
-        _ => &[],
-    };
-    if !throughputs.is_empty() && !throughputs.contains(&storage.per_unit_storage_throughput) {
+    let throughputs = storage.deployment_type.valid_throughputs();
+    if !throughputs.contains(&storage.per_unit_storage_throughput) {
         c.fail(
             "storage.per_unit_storage_throughput",
             format!(
                 "{} MB/s/TiB is not offered for {}: use one of {throughputs:?}",
-                storage.per_unit_storage_throughput, storage.deployment_type
+                storage.per_unit_storage_throughput,
+                storage.deployment_type.as_str()
             ),
         );
     }
-    c.one_of(
-        "storage.lustre_version",
-        &storage.lustre_version,
-        &["2.10", "2.12", "2.15"],
-    );
-    c.one_of(
-        "storage.data_compression_type",
-        &storage.data_compression_type,
-        &["NONE", "LZ4"],
-    );
+    let versions = storage.deployment_type.valid_lustre_versions();
+    if !versions.contains(&storage.lustre_version.as_str()) {
+        c.fail(
+            "storage.lustre_version",
+            format!(
+                "{:?} is not offered for {}: use one of {}",
+                storage.lustre_version,
+                storage.deployment_type.as_str(),
+                versions.join(", ")
+            ),
+        );
+    }
     if !storage.file_system_id.is_empty() {
         c.prefixed_id("storage.file_system_id", &storage.file_system_id, "fs-");
     }
@@ -300,7 +290,7 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
-    if storage.mode == StorageMode::Dynamic && config.cluster.target == super::Target::Eks {
+    if storage.mode == StorageMode::Dynamic && config.cluster.target == Target::Eks {
         if storage.subnet_id.is_empty() {
             c.fail("storage.subnet_id", "the dynamic mode needs the subnet of the Trainium nodes (the FSx CSI driver creates the file system there)");
         }
@@ -309,13 +299,15 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
         }
     }
     if storage.mode == StorageMode::Static
-        && config.cluster.target == super::Target::Eks
+        && config.cluster.target == Target::Eks
         && storage.file_system_id.is_empty()
         && storage.subnet_id.is_empty()
     {
         c.fail("storage.file_system_id", "the static mode needs a file system: set file_system_id, or subnet_id (and security_group_ids) to create one");
     }
+}
 
+fn data(c: &mut Checker, config: &Config) {
     let data = &config.data;
     for (key, value) in [
         ("data.tokenizer", &data.tokenizer),
@@ -343,21 +335,26 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
     }
     for (index, key) in data.json_keys.iter().enumerate() {
         c.check(&format!("data.json_keys[{index}]"), path_component(key));
+        if let Some(first) = data.json_keys[..index].iter().position(|other| other == key) {
+            c.fail(
+                &format!("data.json_keys[{index}]"),
+                format!("{key:?} is listed twice (also data.json_keys[{first}]); each key is tokenized into its own files, so list it once"),
+            );
+        }
     }
-    c.one_of("data.mode", &data.mode, &["nemo", "megatron"]);
     if data.shards == 0 {
         c.fail("data.shards", "must be at least 1");
     }
     if data.tokenize_workers == 0 {
         c.fail("data.tokenize_workers", "must be at least 1");
     }
-    c.check("data.staging_cpu", names::quantity(&data.staging_cpu));
-    c.check("data.staging_memory", names::quantity(&data.staging_memory));
     c.check(
         "data.hf_token_secret",
         names::dns1123_subdomain(&data.hf_token_secret),
     );
+}
 
+fn training(c: &mut Checker, config: &Config) {
     let training = &config.training;
     if training.workers < 1 {
         c.fail(
@@ -365,10 +362,22 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             format!("is {}; at least 1 worker is needed", training.workers),
         );
     }
-    if training.neuron_devices_per_worker == 0 {
+    if !(1..=NEURON_DEVICES_PER_NODE).contains(&training.neuron_devices_per_worker) {
         c.fail(
             "training.neuron_devices_per_worker",
-            "must be at least 1 (a trn1.32xlarge has 16)",
+            format!(
+                "is {}; a worker runs on one trn1.32xlarge, which has {NEURON_DEVICES_PER_NODE} Neuron devices: use 1 to {NEURON_DEVICES_PER_NODE}",
+                training.neuron_devices_per_worker
+            ),
+        );
+    }
+    if training.efa_interfaces_per_worker > EFA_INTERFACES_PER_NODE {
+        c.fail(
+            "training.efa_interfaces_per_worker",
+            format!(
+                "is {}; a worker runs on one trn1.32xlarge, which has {EFA_INTERFACES_PER_NODE} EFA interfaces: use at most {EFA_INTERFACES_PER_NODE}",
+                training.efa_interfaces_per_worker
+            ),
         );
     }
     if training.slots_per_worker < 1 {
@@ -392,73 +401,27 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             "must be 0 (no limit) or more",
         );
     }
-    c.one_of(
-        "training.clean_pod_policy",
-        &training.clean_pod_policy,
-        &["None", "Running", "All"],
-    );
-    c.one_of(
-        "training.launcher_gate",
-        &training.launcher_gate,
-        &["auto", "wait-for-workers-ready", "init-container"],
-    );
     c.check(
         "training.neuron_cc_flags",
         names::env_value(&training.neuron_cc_flags),
     );
     c.check("training.script", names::command_word(&training.script));
+    if training.script.starts_with('-') {
+        c.fail(
+            "training.script",
+            format!(
+                "{:?} starts with '-', so mpirun would take it for an option: name the script, such as ./llama_7b.sh",
+                training.script
+            ),
+        );
+    }
     for (index, argument) in training.script_args.iter().enumerate() {
         c.check(
             &format!("training.script_args[{index}]"),
             names::command_word(argument),
         );
     }
-    for key in ["compile_job_name", "train_job_name"] {
-        let name = if key == "compile_job_name" {
-            &training.compile_job_name
-        } else {
-            &training.train_job_name
-        };
-        let full_key = format!("training.{key}");
-        match names::dns1035_label(name) {
-            Err(message) => c.fail(&full_key, message),
-            Ok(()) => {
-                let longest = [
-                    format!("{name}-launcher-xxxxx"),
-                    format!("{name}-worker-{}", training.workers.max(1) - 1),
-                ]
-                .into_iter()
-                .max_by_key(String::len)
-                .unwrap_or_default();
-                if longest.len() > names::MAX_LABEL {
-                    c.fail(
-                        &full_key,
-                        format!(
-                            "{name:?} is too long: the MPI Operator derives the pod name {longest:?} ({} characters) from it, and pod hostnames have at most {}; use at most {} characters",
-                            longest.len(),
-                            names::MAX_LABEL,
-                            name.len() - (longest.len() - names::MAX_LABEL)
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    if training.compile_job_name == training.train_job_name {
-        c.fail(
-            "training.train_job_name",
-            "must differ from training.compile_job_name",
-        );
-    }
-    if let Err(error) = humantime::parse_duration(&training.compile_timeout) {
-        c.fail(
-            "training.compile_timeout",
-            format!(
-                "{:?} is not a duration such as 90m or 2h: {error}",
-                training.compile_timeout
-            ),
-        );
-    }
+    job_names(c, training);
     for (name, value) in &training.env {
         c.check(
             &format!("training.env.{name}"),
@@ -476,16 +439,15 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
         if !toleration.key.is_empty() {
             c.check(&format!("{key}.key"), label_key(&toleration.key));
         }
-        c.one_of(
-            &format!("{key}.operator"),
-            &toleration.operator,
-            &["Exists", "Equal"],
-        );
-        c.one_of(
-            &format!("{key}.effect"),
-            &toleration.effect,
-            &["", "NoSchedule", "PreferNoSchedule", "NoExecute"],
-        );
+        if toleration.operator == TolerationOperator::Exists && !toleration.value.is_empty() {
+            c.fail(
+                &format!("{key}.value"),
+                "must be empty with operator \"Exists\"",
+            );
+        }
+        if !toleration.value.is_empty() {
+            c.check(&format!("{key}.value"), label_value(&toleration.value));
+        }
     }
     if !training.priority_class.is_empty() {
         c.check(
@@ -493,7 +455,46 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             names::dns1123_subdomain(&training.priority_class),
         );
     }
+}
 
+fn job_names(c: &mut Checker, training: &super::Training) {
+    for (key, name) in [
+        ("training.compile_job_name", &training.compile_job_name),
+        ("training.train_job_name", &training.train_job_name),
+    ] {
+        match names::dns1035_label(name) {
+            Err(message) => c.fail(key, message),
+            Ok(()) => {
+                let longest = [
+                    format!("{name}-launcher-xxxxx"),
+                    format!("{name}-worker-{}", training.workers.max(1) - 1),
+                ]
+                .into_iter()
+                .max_by_key(String::len)
+                .unwrap_or_default();
+                if longest.len() > names::MAX_LABEL {
+                    c.fail(
+                        key,
+                        format!(
+                            "{name:?} is too long: the MPI Operator derives the pod name {longest:?} ({} characters) from it, and pod hostnames have at most {}; use at most {} characters",
+                            longest.len(),
+                            names::MAX_LABEL,
+                            name.len() - (longest.len() - names::MAX_LABEL)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if training.compile_job_name == training.train_job_name {
+        c.fail(
+            "training.train_job_name",
+            "must differ from training.compile_job_name",
+        );
+    }
+}
+
+fn tensorboard(c: &mut Checker, config: &Config) {
     let tensorboard = &config.tensorboard;
     if tensorboard.enabled && tensorboard.replicas < 1 {
         c.fail(
@@ -501,11 +502,6 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
             "must be at least 1 (or set tensorboard.enabled = false)",
         );
     }
-    c.one_of(
-        "tensorboard.service_type",
-        &tensorboard.service_type,
-        &["LoadBalancer", "ClusterIP"],
-    );
     let user_ok = !tensorboard.user.is_empty()
         && tensorboard
             .user
@@ -524,5 +520,57 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
         "tensorboard.secret_name",
         names::dns1123_subdomain(&tensorboard.secret_name),
     );
-    c.problems
+}
+
+fn cost(c: &mut Checker, config: &Config) {
+    let hourly = config.cost.instance_hourly_usd;
+    if !(hourly.is_finite() && hourly >= 0.0) {
+        c.fail(
+            "cost.instance_hourly_usd",
+            format!("{hourly} must be a price in USD per hour, 0 or more"),
+        );
+    }
+}
+
+/// Kubernetes expands `$(NAME)` in a container's `command`, `args` and `env` values with the
+/// container's variables, the Secret-backed `HF_TOKEN` among them: a dataset named
+/// `org/$(HF_TOKEN)` would carry the token into a command line, a log and the Hub's request
+/// log. Values reach those fields in many places, so `$(` is refused in every string value.
+fn kubernetes_expansion(c: &mut Checker, config: &Config) {
+    let Ok(toml::Value::Table(root)) = toml::Value::try_from(config) else {
+        return;
+    };
+    let mut found = Vec::new();
+    expansions(&toml::Value::Table(root), String::new(), &mut found);
+    for key in found {
+        c.fail(
+            &key,
+            "contains \"$(\", which Kubernetes expands in command, args and env values (\"$(HF_TOKEN)\" would become the HuggingFace token): remove it",
+        );
+    }
+}
+
+fn expansions(value: &toml::Value, key: String, found: &mut Vec<String>) {
+    match value {
+        toml::Value::String(text) if text.contains("$(") => found.push(key),
+        toml::Value::Table(table) => {
+            for (name, inner) in table {
+                let inner_key = if key.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{key}.{name}")
+                };
+                if name.contains("$(") {
+                    found.push(inner_key.clone());
+                }
+                expansions(inner, inner_key, found);
+            }
+        }
+        toml::Value::Array(items) => {
+            for (index, inner) in items.iter().enumerate() {
+                expansions(inner, format!("{key}[{index}]"), found);
+            }
+        }
+        _ => {}
+    }
 }
