@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::mpirun::Mpirun;
+use crate::schema::OperatorCrd;
 use crate::types::{
     CleanPodPolicy, LAUNCHER, LauncherCreationPolicy, MPIImplementation, MPIJob, MPIJobSpec,
     ReplicaSpec, RestartPolicy, RunPolicy, WORKER,
@@ -34,6 +35,8 @@ pub const MPI_CONFIG_VOLUME: &str = "mpi-job-config";
 pub const SSH_AUTH_VOLUME: &str = "ssh-auth";
 /// The default SSH mount path (the only one the operator mounts with mode 0600).
 pub const SSH_AUTH_MOUNT: &str = "/root/.ssh";
+/// The pod annotation that keeps Karpenter from evicting a pod to consolidate or drift its node.
+pub const DO_NOT_DISRUPT_ANNOTATION: &str = "karpenter.sh/do-not-disrupt";
 /// The name of the init container that gates the launcher on operators before v0.5.
 pub const WAIT_FOR_WORKERS_CONTAINER: &str = "wait-hostfilename";
 
@@ -136,6 +139,13 @@ pub struct TrainiumJobConfig {
     pub tolerations: Vec<Toleration>,
     /// Priority class of the launcher and the workers.
     pub priority_class: Option<String>,
+    /// Annotations put on the launcher's and the workers' pods (such as
+    /// `karpenter.sh/do-not-disrupt: "true"`).
+    pub pod_annotations: BTreeMap<String, String>,
+    /// The CRD of the operator the job is for: the job carries only the fields it declares
+    /// (`launcherCreationPolicy` and `runLauncherAsWorker` are left out for v0.4.0) and
+    /// [`build`] validates against it.
+    pub operator_crd: OperatorCrd,
 }
 
 impl TrainiumJobConfig {
@@ -173,6 +183,8 @@ impl TrainiumJobConfig {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             priority_class: None,
+            pod_annotations: BTreeMap::new(),
+            operator_crd: OperatorCrd::default(),
         }
     }
 
@@ -207,10 +219,11 @@ pub fn env_from_field(name: impl Into<String>, field_path: impl Into<String>) ->
     }
 }
 
-/// Builds the MPIJob and validates it (the operator's rules, names, values and the CRD schema).
+/// Builds the MPIJob and validates it (the operator's rules, names, values and the schema of
+/// `config.operator_crd`).
 pub fn build(config: &TrainiumJobConfig) -> Result<MPIJob> {
     let job = render(config);
-    validate::validate(&job)?;
+    validate::validate_for(&job, config.operator_crd)?;
     Ok(job)
 }
 
@@ -220,13 +233,21 @@ pub fn render(config: &TrainiumJobConfig) -> MPIJob {
     let mut replica_specs = BTreeMap::new();
     replica_specs.insert(LAUNCHER.to_owned(), launcher(config));
     replica_specs.insert(WORKER.to_owned(), worker(config));
+    // Only fields the operator's CRD declares are sent: a server-side apply carrying an
+    // undeclared field is refused. The init-container gate needs no policy, and the defaults
+    // (`AtStartup`, launcher not a worker) are written out only where the CRD knows them.
+    let crd = config.operator_crd;
     let launcher_creation_policy = match config.launcher_gate {
-        LauncherGate::WaitForWorkersReady => LauncherCreationPolicy::WaitForWorkersReady,
-        LauncherGate::InitContainer => LauncherCreationPolicy::AtStartup,
+        LauncherGate::WaitForWorkersReady => Some(LauncherCreationPolicy::WaitForWorkersReady),
+        LauncherGate::InitContainer => crd
+            .declares_spec_field("launcherCreationPolicy")
+            .then_some(LauncherCreationPolicy::AtStartup),
     };
     let spec = MPIJobSpec {
         slots_per_worker: Some(config.slots_per_worker),
-        run_launcher_as_worker: Some(false),
+        run_launcher_as_worker: crd
+            .declares_spec_field("runLauncherAsWorker")
+            .then_some(false),
         run_policy: Some(RunPolicy {
             clean_pod_policy: Some(config.clean_pod_policy),
             ttl_seconds_after_finished: config.ttl_seconds_after_finished,
@@ -238,7 +259,7 @@ pub fn render(config: &TrainiumJobConfig) -> MPIJob {
         }),
         mpi_replica_specs: replica_specs,
         ssh_auth_mount_path: Some(SSH_AUTH_MOUNT.to_owned()),
-        launcher_creation_policy: Some(launcher_creation_policy),
+        launcher_creation_policy,
         mpi_implementation: Some(MPIImplementation::OpenMPI),
     };
     let mut job = MPIJob::new(&config.name, spec);
@@ -250,8 +271,11 @@ pub fn render(config: &TrainiumJobConfig) -> MPIJob {
 }
 
 fn pod_metadata(config: &TrainiumJobConfig) -> Option<ObjectMeta> {
-    (!config.labels.is_empty()).then(|| ObjectMeta {
-        labels: Some(config.labels.clone()),
+    let labels = (!config.labels.is_empty()).then(|| config.labels.clone());
+    let annotations = (!config.pod_annotations.is_empty()).then(|| config.pod_annotations.clone());
+    (labels.is_some() || annotations.is_some()).then(|| ObjectMeta {
+        labels,
+        annotations,
         ..Default::default()
     })
 }

@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use futures::{AsyncBufReadExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 
 use crate::error::{Error, Result};
+use crate::schema::CrdSchema;
 use crate::types::MPIJob;
 
 /// The label the operator puts on every pod of a job, with the job's name.
@@ -77,9 +79,49 @@ fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.is_not_found())
 }
 
+/// The name of the MPI Operator's CRD.
+pub const CRD_NAME: &str = "mpijobs.kubeflow.org";
+
+/// Checks the job against the MPIJob CRD the cluster serves, with unknown fields rejected, so a
+/// field that CRD does not declare (`launcherCreationPolicy` on a v0.4 operator) is named before
+/// the API server refuses the apply. When the CRD is absent or cannot be read, nothing is
+/// checked here: the apply itself then says what is wrong.
+pub async fn check_installed_crd(api: &Api<MPIJob>, job: &MPIJob) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(api.clone().into_client());
+    let crd = match crds.get_opt(CRD_NAME).await {
+        Ok(Some(crd)) => crd,
+        Ok(None) => return Ok(()),
+        Err(error) => {
+            tracing::debug!(%error, "cannot read CRD {CRD_NAME}; the job is not checked against it");
+            return Ok(());
+        }
+    };
+    let name = job_name_of(job).to_owned();
+    let serialize = |source| Error::Serialize {
+        name: name.clone(),
+        source,
+    };
+    let crd = serde_json::to_value(&crd).map_err(serialize)?;
+    let document = serde_json::to_value(job).map_err(serialize)?;
+    let problems = match CrdSchema::from_crd(&crd, format!("the installed CRD {CRD_NAME}")) {
+        Ok(schema) => schema.validate(&document),
+        Err(message) => {
+            tracing::debug!(message, "the job is not checked against the installed CRD");
+            return Ok(());
+        }
+    };
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid { name, problems })
+    }
+}
+
 /// Server-side applies the job with `field_manager`, forcing ownership of its fields (trnkit is
-/// the job's only author), and returns the stored job.
+/// the job's only author), and returns the stored job. The job is first checked against the CRD
+/// the cluster serves ([`check_installed_crd`]).
 pub async fn apply(api: &Api<MPIJob>, job: &MPIJob, field_manager: &str) -> Result<MPIJob> {
+    check_installed_crd(api, job).await?;
     let name = job_name_of(job);
     tracing::debug!(job = name, field_manager, "server-side apply of the MPIJob");
     let params = PatchParams::apply(field_manager).force();

@@ -9,7 +9,9 @@
 //! - [`llama2`] holds the blueprint's compile and train jobs.
 //! - [`validate()`] checks the operator's rules, the names it derives, values that reach a
 //!   remote shell, and the CRD's OpenAPI schema with unknown fields rejected, reporting every
-//!   problem at once with its field path.
+//!   problem at once with its field path. Two CRDs are embedded ([`OperatorCrd`]: v0.4.0, what
+//!   the blueprint installs, and v0.8.2); a job is built for one of them and carries only the
+//!   fields it declares, and [`CrdSchema`] checks a job against the CRD a cluster serves.
 //!
 //! What it does not do: it knows nothing of FSx, ECR or datasets (paths and image references
 //! come in as plain strings), and it neither prints nor reads the environment. Talking to a
@@ -49,11 +51,12 @@ pub use builder::{
 };
 pub use error::{Error, Problem, Problems, Result};
 pub use mpirun::Mpirun;
+pub use schema::{CrdSchema, OperatorCrd};
 pub use types::{
     CleanPodPolicy, JobCondition, LauncherCreationPolicy, MPIImplementation, MPIJob, MPIJobSpec,
     MPIJobStatus, ReplicaSpec, ReplicaStatus, RestartPolicy, RunPolicy, SchedulingPolicy,
 };
-pub use validate::validate;
+pub use validate::{validate, validate_for};
 
 #[cfg(test)]
 mod tests;

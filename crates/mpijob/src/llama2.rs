@@ -26,6 +26,7 @@ use crate::builder::{
     ImagePullPolicy, LauncherGate, SharedVolume, TrainiumJobConfig, build, env, env_from_field,
 };
 use crate::mpirun::Mpirun;
+use crate::schema::OperatorCrd;
 use crate::types::{CleanPodPolicy, MPIJob};
 
 /// The compiler flags `train_setup.sh` uses for its default `bf16SR` precision.
@@ -101,6 +102,10 @@ pub struct Llama2Config {
     pub tolerations: Vec<Toleration>,
     /// Priority class of the pods.
     pub priority_class: Option<String>,
+    /// Annotations of the launcher's and the workers' pods.
+    pub pod_annotations: BTreeMap<String, String>,
+    /// The CRD of the operator the jobs are for (which fields they may carry).
+    pub operator_crd: OperatorCrd,
 }
 
 impl Llama2Config {
@@ -130,6 +135,8 @@ impl Llama2Config {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             priority_class: None,
+            pod_annotations: BTreeMap::new(),
+            operator_crd: OperatorCrd::default(),
         }
     }
 
@@ -190,6 +197,8 @@ impl Llama2Config {
         config.node_selector = self.node_selector.clone();
         config.tolerations = self.tolerations.clone();
         config.priority_class = self.priority_class.clone();
+        config.pod_annotations = self.pod_annotations.clone();
+        config.operator_crd = self.operator_crd;
         config
     }
 }

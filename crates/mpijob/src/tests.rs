@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 
 use crate::llama2::{self, Llama2Config, Llama2Paths};
-use crate::{Error, LauncherGate, MPIJob, Mpirun, TrainiumJobConfig, build, builder, schema};
+use crate::{
+    Error, LauncherGate, MPIJob, Mpirun, OperatorCrd, TrainiumJobConfig, build, builder, schema,
+};
 
 fn paths() -> Llama2Paths {
     Llama2Paths {
@@ -490,4 +492,119 @@ fn generic_builder_example() {
             "./run.sh"
         ]
     );
+}
+
+#[test]
+fn embedded_v0_4_0_crd_is_the_upstream_file() {
+    use sha2::Digest;
+    // sha256 of shared/schemas/kubeflow.org_mpijobs-v0.4.0.yaml as recorded in its README.
+    let expected = "23baa6c3775ab6e5fb09a6aa557827f98a235ecc6c42b355bf80d7e959bb0773";
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(schema::CRD_V0_4_0_YAML.as_bytes())),
+        expected
+    );
+    assert!(!OperatorCrd::V0_4_0.declares_spec_field("launcherCreationPolicy"));
+    assert!(!OperatorCrd::V0_4_0.declares_spec_field("runLauncherAsWorker"));
+    assert!(OperatorCrd::V0_8_2.declares_spec_field("launcherCreationPolicy"));
+    assert_eq!(
+        OperatorCrd::matching(OperatorCrd::V0_4_0.crd()),
+        OperatorCrd::V0_4_0
+    );
+    assert_eq!(
+        OperatorCrd::matching(OperatorCrd::V0_8_2.crd()),
+        OperatorCrd::V0_8_2
+    );
+}
+
+/// The jobs for the blueprint's v0.4.0 operator (init-container gate) pass its CRD strictly and
+/// carry no field it lacks; the default jobs pass v0.8.2's CRD and would be refused by v0.4.0's.
+#[test]
+fn jobs_pass_the_strict_schema_of_the_operator_they_are_built_for() {
+    let mut old = config();
+    old.launcher_gate = LauncherGate::InitContainer;
+    old.operator_crd = OperatorCrd::V0_4_0;
+    for job in [
+        llama2::compile_job(&old).unwrap(),
+        llama2::train_job(&old).unwrap(),
+    ] {
+        let value = serde_json::to_value(&job).unwrap();
+        for field in ["launcherCreationPolicy", "runLauncherAsWorker"] {
+            assert!(value["spec"].get(field).is_none(), "{field} was sent");
+        }
+        let problems = schema::validate_against(OperatorCrd::V0_4_0, &value);
+        assert!(problems.is_empty(), "{problems}");
+    }
+
+    for job in [
+        llama2::compile_job(&config()).unwrap(),
+        llama2::train_job(&config()).unwrap(),
+    ] {
+        let value = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            value["spec"]["launcherCreationPolicy"],
+            "WaitForWorkersReady"
+        );
+        let problems = schema::validate_against(OperatorCrd::V0_8_2, &value);
+        assert!(problems.is_empty(), "{problems}");
+        let refused: Vec<String> = schema::validate_against(OperatorCrd::V0_4_0, &value)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            refused.iter().any(|problem| problem.starts_with("spec:")
+                && problem.contains("launcherCreationPolicy")
+                && problem.contains("v0.4.0")),
+            "{refused:#?}"
+        );
+    }
+}
+
+#[test]
+fn init_container_gate_for_v0_4_0_snapshot() {
+    let mut config = config();
+    config.launcher_gate = LauncherGate::InitContainer;
+    config.operator_crd = OperatorCrd::V0_4_0;
+    let job = llama2::train_job(&config).unwrap();
+    let spec = serde_json::to_value(&job).unwrap()["spec"].clone();
+    let mut spec = spec.as_object().unwrap().clone();
+    spec.remove("mpiReplicaSpecs");
+    insta::assert_yaml_snapshot!(spec);
+}
+
+#[test]
+fn wait_for_workers_ready_is_refused_for_a_v0_4_0_operator() {
+    let mut config = config().job_config(false);
+    config.operator_crd = OperatorCrd::V0_4_0;
+    check_rejected(
+        &config,
+        "spec.launcherCreationPolicy",
+        "does not declare it (it came with v0.5.0); use the init-container launcher gate",
+    );
+}
+
+#[test]
+fn pod_annotations_reach_both_pod_templates() {
+    let mut config = config();
+    config.pod_annotations.insert(
+        builder::DO_NOT_DISRUPT_ANNOTATION.to_owned(),
+        "true".to_owned(),
+    );
+    let job = llama2::train_job(&config).unwrap();
+    for role in ["Launcher", "Worker"] {
+        let annotations = job.spec.mpi_replica_specs[role]
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.annotations.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("karpenter.sh/do-not-disrupt")
+                .map(String::as_str),
+            Some("true"),
+            "{role}"
+        );
+    }
+    let problems = schema::validate_value(&serde_json::to_value(&job).unwrap());
+    assert!(problems.is_empty(), "{problems}");
 }

@@ -8,20 +8,38 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use crate::error::{Error, Problems, Result};
 use crate::names;
+use crate::schema::OperatorCrd;
 use crate::types::{LAUNCHER, MPIJob, RestartPolicy, WORKER};
 use crate::{mpirun, schema};
 
 /// Volumes that the MPI Operator adds to the pods itself, so mounts may name them.
 const OPERATOR_VOLUMES: &[&str] = &["mpi-job-config", "ssh-auth"];
 
-/// Validates an MPIJob: the operator's rules, names and values, and the CRD schema.
+/// Validates an MPIJob: the operator's rules, names and values, and the v0.8.2 CRD's schema.
 pub fn validate(job: &MPIJob) -> Result<()> {
+    validate_for(job, OperatorCrd::V0_8_2)
+}
+
+/// Validates an MPIJob for the operator whose CRD is `crd`: the operator's rules, names and
+/// values, and that CRD's schema with unknown fields rejected.
+pub fn validate_for(job: &MPIJob, crd: OperatorCrd) -> Result<()> {
     let mut problems = rules(job);
+    if job.spec.launcher_creation_policy.is_some()
+        && !crd.declares_spec_field("launcherCreationPolicy")
+    {
+        problems.push(
+            "spec.launcherCreationPolicy",
+            format!(
+                "the MPIJob CRD of MPI Operator {} does not declare it (it came with v0.5.0); use the init-container launcher gate, or upgrade the operator and its CRD",
+                crd.release()
+            ),
+        );
+    }
     let value = serde_json::to_value(job).map_err(|source| Error::Serialize {
         name: job_name(job),
         source,
     })?;
-    problems.0.extend(schema::validate_value(&value).0);
+    problems.0.extend(schema::validate_against(crd, &value).0);
     if problems.is_empty() {
         Ok(())
     } else {

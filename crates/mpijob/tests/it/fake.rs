@@ -494,3 +494,50 @@ async fn delete_reports_whether_the_job_existed() {
         "/apis/kubeflow.org/v2beta1/namespaces/default/mpijobs/llama"
     );
 }
+
+/// With the blueprint's v0.4.0 CRD installed, a job carrying `launcherCreationPolicy` is
+/// stopped before the apply with the field named; the job built for v0.4.0 applies.
+#[tokio::test]
+async fn apply_checks_the_job_against_the_installed_crd() {
+    let fake = FakeApiServer::start().await;
+    fake.insert_value(mpijob::OperatorCrd::V0_4_0.crd().clone());
+    let jobs: Api<MPIJob> = Api::default_namespaced(fake.client());
+
+    let error = io::apply(&jobs, &job("llama"), MANAGER).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("launcherCreationPolicy")
+            && message.contains("runLauncherAsWorker")
+            && message.contains("the installed CRD mpijobs.kubeflow.org"),
+        "{message}"
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|request| request.method != "PATCH"),
+        "nothing was applied"
+    );
+
+    let mut mpirun = Mpirun::new("./train.sh");
+    mpirun.forward_env = vec!["PATH".into()];
+    let mut config = TrainiumJobConfig::new("llama", "example.com/train:v1", 2, mpirun);
+    config.launcher_gate = mpijob::LauncherGate::InitContainer;
+    config.operator_crd = mpijob::OperatorCrd::V0_4_0;
+    let old = mpijob::build(&config).unwrap();
+    io::apply(&jobs, &old, MANAGER).await.unwrap();
+
+    // What the check stops is what the FAKE server (as a real one) refuses.
+    let value = serde_json::to_value(job("llama")).unwrap();
+    let refused = jobs
+        .patch(
+            "llama",
+            &kube::api::PatchParams::apply(MANAGER).force(),
+            &kube::api::Patch::Apply(&value),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("field not declared in schema"),
+        "{refused}"
+    );
+}

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 
 use super::kinds::KindInfo;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{ApiError, Change, EventType, LogBuffer, WatchFilter, WriteOptions};
+use super::store::{
+    ApiError, Change, DeleteOptions, EventType, LogBuffer, Propagation, WatchFilter, WriteOptions,
+};
 use super::{FakeApiServer, RecordedRequest, Shared, WriteEvent, WriteVerb};
 
 fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -413,6 +415,7 @@ fn resource(
                 labels,
                 fields,
             };
+            let options = delete_options(request)?;
             let mut store = request.shared.store();
             let mut deleted = Vec::new();
             let mut changes = Vec::new();
@@ -422,12 +425,18 @@ fn resource(
                     &target.kind,
                     &object_namespace,
                     super::store::name_of(&object),
-                    false,
+                    &options,
                 )?);
                 deleted.push(object);
             }
             drop(store);
-            fire(request.shared, WriteVerb::Delete, None, &changes, false);
+            fire(
+                request.shared,
+                WriteVerb::Delete,
+                None,
+                &changes,
+                options.dry_run,
+            );
             Ok(json_response(
                 StatusCode::OK,
                 &list_body(&target.kind, deleted, 0),
@@ -511,16 +520,19 @@ fn resource(
             ))
         }
         (Some(name), None) if *method == Method::DELETE => {
-            let dry_run = request
-                .query
-                .get("dryRun")
-                .is_some_and(|value| value == "All");
+            let options = delete_options(request)?;
             let result = request
                 .shared
                 .store()
-                .delete(&target.kind, &namespace, name, dry_run);
+                .delete(&target.kind, &namespace, name, &options);
             let changes = result?;
-            fire(request.shared, WriteVerb::Delete, None, &changes, dry_run);
+            fire(
+                request.shared,
+                WriteVerb::Delete,
+                None,
+                &changes,
+                options.dry_run,
+            );
             let object = changes
                 .last()
                 .map(|change| change.object.clone())
@@ -535,7 +547,43 @@ fn resource(
     }
 }
 
-/// Runs the hooks registered for the written kinds, outside the store lock.
+/// `dryRun` and `propagationPolicy` of a delete, from the query or the `DeleteOptions` body
+/// (where kube-rs puts them).
+fn delete_options(request: &Request<'_>) -> Result<DeleteOptions, ApiError> {
+    let body = request.body.as_ref();
+    let dry_run = request
+        .query
+        .get("dryRun")
+        .is_some_and(|value| value == "All")
+        || body
+            .and_then(|body| body.get("dryRun"))
+            .and_then(Value::as_array)
+            .is_some_and(|values| values.iter().any(|value| value == "All"));
+    let policy = request
+        .query
+        .get("propagationPolicy")
+        .map(String::as_str)
+        .or_else(|| {
+            body.and_then(|body| body.get("propagationPolicy"))
+                .and_then(Value::as_str)
+        });
+    let propagation = match policy {
+        Some(policy) => Propagation::parse(policy)?,
+        None => Propagation::Default,
+    };
+    Ok(DeleteOptions {
+        dry_run,
+        propagation,
+    })
+}
+
+/// One run of the garbage collector (see `Store::collect_garbage`); the hooks see what it
+/// deleted.
+pub(crate) fn collect_garbage(shared: &Arc<Shared>) {
+    let changes = shared.store().collect_garbage();
+    fire(shared, WriteVerb::Delete, None, &changes, false);
+}
+
 /// The response to a write of one object, after the hooks have seen it.
 fn written(
     request: &Request<'_>,
@@ -555,6 +603,7 @@ fn written(
     json_response(code, &change.object)
 }
 
+/// Runs the hooks registered for the written kinds, outside the store lock.
 fn fire(
     shared: &Arc<Shared>,
     verb: WriteVerb,

@@ -17,6 +17,17 @@
 //! - `POST` (create; `409 AlreadyExists`; `generateName`), `PUT` (replace; stale
 //!   `resourceVersion` is `409 Conflict`), `DELETE` (one object, or a collection by selector;
 //!   `404 NotFound` as a real `Status`), and `dryRun=All` on writes;
+//! - deletion as the real server and its garbage collector do it: `propagationPolicy:
+//!   Foreground` (or any finalizer) keeps the object with `metadata.deletionTimestamp` (and the
+//!   `foregroundDeletion` finalizer) until its dependents (objects whose `ownerReferences` name
+//!   it) are gone; `Background` (the default) deletes the dependents after the object; `Orphan`
+//!   (the default for `batch/v1` Jobs) keeps them without the reference. The collector runs every
+//!   [`GARBAGE_COLLECTION_INTERVAL`] (or on [`FakeApiServer::collect_garbage`]);
+//! - the real server's refusals of bad input where deploy depends on them: a server-side apply
+//!   of a custom resource whose CRD is stored carrying a field the CRD's schema does not declare
+//!   (`500`, `failed to create typed patch object (…): .spec.foo: field not declared in
+//!   schema`, see `structural`), and changes to immutable fields of StorageClasses, Jobs,
+//!   PersistentVolumes and claims (`422 Invalid`, see `immutable`);
 //! - `PATCH` with `application/apply-patch+yaml` (server-side apply: create or merge, field
 //!   ownership per `fieldManager` in `metadata.managedFields`, `409 Conflict` with another
 //!   manager unless `force=true`, no-op re-applies keep the `resourceVersion`), and
@@ -27,7 +38,9 @@
 //!   `Pending`, as for a container that has not started);
 //! - discovery: `/version`, `/api`, `/apis`, `/apis/<group>`, `/api/v1`, `/apis/<group>/<version>`.
 //!
-//! Known differences from a real API server: no admission, defaulting or schema validation; lists
+//! Known differences from a real API server: no admission or defaulting, no schema validation of
+//! built-in kinds, and custom resources are checked only for undeclared fields on server-side
+//! apply (not pruned on create or update, types not checked); lists
 //! are atomic in server-side apply (a real server merges `listType: map` lists by key); no
 //! pagination (`limit` is ignored, every list is complete); namespaces are deleted at once with
 //! their contents; log `timestamps` are not added; JSON patches are rejected with `415`.
@@ -47,10 +60,12 @@
 //! ```
 
 mod http;
+mod immutable;
 pub mod kinds;
 mod selector;
 mod ssa;
 mod store;
+mod structural;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +79,9 @@ use serde_json::Value;
 
 pub use kinds::KindInfo;
 pub use store::{ApiError, EventType};
+
+/// How often the FAKE garbage collector runs.
+pub const GARBAGE_COLLECTION_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A request the FAKE server received, for assertions.
 #[derive(Clone, Debug, PartialEq)]
@@ -200,10 +218,22 @@ impl FakeApiServerBuilder {
         let router = axum::Router::new()
             .fallback(http::handle)
             .with_state(shared.clone());
+        let collector = shared.clone();
         let server = tokio::spawn(async move {
+            // The garbage collector runs beside the server, as the real one runs beside the API
+            // server: a foreground deletion is seen pending before it completes.
+            let collect = async move {
+                loop {
+                    tokio::time::sleep(GARBAGE_COLLECTION_INTERVAL).await;
+                    http::collect_garbage(&collector);
+                }
+            };
             // The server ends with the runtime; an accept error ends it early, which tests see
             // as connection failures.
-            let _ = axum::serve(listener, router).await;
+            tokio::select! {
+                _ = axum::serve(listener, router) => {}
+                () = collect => {}
+            }
         });
         *shared.server.lock().expect("server lock poisoned") = Some(server);
         FakeApiServer { shared }
@@ -402,13 +432,32 @@ impl FakeApiServer {
         from_value(self.insert_value(object))
     }
 
-    /// Deletes a stored object (and a namespace's contents); emits `DELETED`. Returns whether it existed.
+    /// Removes a stored object at once, whatever its finalizers, as a controller's delete that
+    /// has run its course would; emits `DELETED`; fires no hooks. Its dependents go at the next
+    /// garbage collection. Returns whether it existed.
     pub fn delete<K>(&self, namespace: &str, name: &str) -> bool
     where
         K: Resource<DynamicType = ()>,
     {
         let kind = self.kind_for::<K>();
-        self.store().delete(&kind, namespace, name, false).is_ok()
+        let mut store = self.store();
+        match store.get(&kind, namespace, name).cloned() {
+            Some(_) if kind.group.is_empty() && kind.plural == "namespaces" => store
+                .delete(&kind, namespace, name, &store::DeleteOptions::default())
+                .is_ok(),
+            Some(object) => {
+                store.remove(&kind, object);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs the garbage collector now (it also runs every [`GARBAGE_COLLECTION_INTERVAL`]):
+    /// dependents of objects deleted in the foreground or the background are deleted, and
+    /// objects whose finalizers are gone are removed. Hooks see the deletions.
+    pub fn collect_garbage(&self) {
+        http::collect_garbage(&self.shared);
     }
 
     /// Appends one line to a pod's log; followers receive it at once.

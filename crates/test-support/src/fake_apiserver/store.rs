@@ -9,7 +9,7 @@
     reason = "ApiError carries a JSON Status object whose size depends on serde_json's features in the unified workspace build; the fake is test-only"
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use super::kinds::KindInfo;
 use super::selector::{FieldSelector, LabelSelector};
 use super::ssa::{self, Writer};
+use super::{immutable, structural};
 
 /// An API error, rendered as a real `Status` object.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,9 +66,12 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // A real server leaves `reason` out of errors that are not a `metav1.Status` (`500`s).
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }
@@ -193,6 +197,71 @@ pub(crate) fn name_of(object: &Value) -> &str {
         .unwrap_or("")
 }
 
+fn uid_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn finalizers_of(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn owner_uids(object: &Value) -> impl Iterator<Item = &str> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|reference| reference.get("uid").and_then(Value::as_str))
+}
+
+/// The finalizer of a deletion that waits for the object's dependents.
+pub(crate) const FOREGROUND: &str = "foregroundDeletion";
+
+/// `propagationPolicy` of a delete.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Propagation {
+    /// None given: `Orphan` for `batch/v1` Jobs, `Background` for everything else.
+    #[default]
+    Default,
+    /// Dependents first, then the object.
+    Foreground,
+    /// The object now, its dependents after.
+    Background,
+    /// The object only; its dependents lose their owner reference.
+    Orphan,
+}
+
+impl Propagation {
+    /// `Foreground`, `Background` or `Orphan`; anything else is a bad request.
+    pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
+        match text {
+            "Foreground" => Ok(Self::Foreground),
+            "Background" => Ok(Self::Background),
+            "Orphan" => Ok(Self::Orphan),
+            other => Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ))),
+        }
+    }
+}
+
+/// How a delete is made.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DeleteOptions {
+    pub(crate) dry_run: bool,
+    pub(crate) propagation: Propagation,
+}
+
 /// How a write names its field manager and whether it is a dry run.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WriteOptions {
@@ -213,6 +282,8 @@ pub(crate) struct Store {
     history: Vec<Change>,
     watchers: Vec<Watcher>,
     logs: BTreeMap<(String, String), Arc<LogBuffer>>,
+    /// The UIDs of deleted objects: their dependents are garbage.
+    deleted_uids: BTreeSet<String>,
 }
 
 /// Records `options.manager`'s update of `updated` over `existing` in `managedFields`, now.
@@ -276,6 +347,7 @@ impl Store {
             history: Vec::new(),
             watchers: Vec::new(),
             logs: BTreeMap::new(),
+            deleted_uids: BTreeSet::new(),
         };
         let namespaces = store.kind("", "Namespace").cloned();
         if let Some(namespaces) = namespaces {
@@ -586,7 +658,14 @@ impl Store {
         subresource: Option<&str>,
         dry_run: bool,
     ) -> Change {
-        for key in ["uid", "creationTimestamp", "name", "namespace"] {
+        for key in [
+            "uid",
+            "creationTimestamp",
+            "name",
+            "namespace",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             match existing["metadata"].get(key) {
                 Some(value) => updated["metadata"][key] = value.clone(),
                 None => {
@@ -638,6 +717,13 @@ impl Store {
                 committed: false,
             };
         }
+        if updated.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers_of(&updated).is_empty()
+            && !dry_run
+        {
+            // The last finalizer of an object being deleted is gone: so is the object.
+            return self.remove(kind, updated);
+        }
         self.maybe_commit(kind, EventType::Modified, updated, dry_run)
     }
 
@@ -676,6 +762,9 @@ impl Store {
             ));
         }
         let mut updated = object;
+        if subresource.is_none() {
+            immutable::check(kind, &existing, &updated)?;
+        }
         record_update(kind, options, subresource, &existing, &mut updated);
         Ok(self.finish_update(kind, &existing, updated, subresource, options.dry_run))
     }
@@ -694,6 +783,9 @@ impl Store {
         let existing = self.existing(kind, namespace, name)?;
         let mut updated = existing.clone();
         ssa::merge_patch(&mut updated, patch);
+        if subresource.is_none() {
+            immutable::check(kind, &existing, &updated)?;
+        }
         record_update(kind, options, subresource, &existing, &mut updated);
         Ok(self.finish_update(kind, &existing, updated, subresource, options.dry_run))
     }
@@ -740,6 +832,7 @@ impl Store {
             ));
         }
         strip_server_fields(&mut applied);
+        self.check_declared(kind, namespace, name, &applied)?;
         match subresource {
             Some("status") => {
                 let status = applied.get("status").cloned().unwrap_or(json!({}));
@@ -806,21 +899,61 @@ impl Store {
             Some(existing) => {
                 let merged =
                     ssa::apply(&existing, &applied, &writer, options.force).map_err(conflict)?;
+                if subresource.is_none() {
+                    immutable::check(kind, &existing, &merged)?;
+                }
                 Ok(self.finish_update(kind, &existing, merged, subresource, options.dry_run))
             }
         }
     }
 
-    /// `DELETE`: removes the object (and, for a namespace, everything in it).
+    /// Refuses an apply patch of a custom resource with fields its stored CRD does not
+    /// declare (see `structural`). Kinds without a stored CRD are not checked.
+    fn check_declared(
+        &self,
+        kind: &KindInfo,
+        namespace: &str,
+        name: &str,
+        applied: &Value,
+    ) -> Result<(), ApiError> {
+        if kind.group.is_empty() {
+            return Ok(());
+        }
+        let Some(crds) = self.kind("apiextensions.k8s.io/v1", "CustomResourceDefinition") else {
+            return Ok(());
+        };
+        let crd_name = format!("{}.{}", kind.plural, kind.group);
+        let Some(schema) = self
+            .get(crds, "", &crd_name)
+            .and_then(|crd| structural::version_schema(crd, kind))
+        else {
+            return Ok(());
+        };
+        let undeclared = structural::undeclared_fields(schema, applied);
+        if undeclared.is_empty() {
+            Ok(())
+        } else {
+            Err(structural::refusal(kind, namespace, name, &undeclared))
+        }
+    }
+
+    /// `DELETE`, as a real server and its garbage collector treat it:
+    /// - an object with finalizers, or deleted with `propagationPolicy: Foreground` (which adds
+    ///   the `foregroundDeletion` finalizer), only gets `metadata.deletionTimestamp` and stays
+    ///   until [`Self::collect_garbage`] has deleted its dependents and its finalizers are gone;
+    /// - `Orphan` (the default for `batch/v1` Jobs) removes the object's `ownerReferences` from
+    ///   its dependents; `Background` (the default otherwise) removes the object now and its
+    ///   dependents at the next garbage collection;
+    /// - a namespace goes at once with everything in it.
     pub(crate) fn delete(
         &mut self,
         kind: &KindInfo,
         namespace: &str,
         name: &str,
-        dry_run: bool,
+        options: &DeleteOptions,
     ) -> Result<Vec<Change>, ApiError> {
         let existing = self.existing(kind, namespace, name)?;
-        if dry_run {
+        if options.dry_run {
             return Ok(vec![Change {
                 resource_version: self.resource_version,
                 kind: kind.clone(),
@@ -831,30 +964,195 @@ impl Store {
         }
         let mut changes = Vec::new();
         if kind.group.is_empty() && kind.plural == "namespaces" {
-            let contained: Vec<(KindInfo, String)> = self
+            let contained: Vec<(KindInfo, Value)> = self
                 .objects
                 .iter()
                 .filter(|(key, _)| key.namespace == name)
                 .filter_map(|(key, object)| {
-                    let kind = self
-                        .kinds
-                        .iter()
-                        .find(|info| info.group == key.group && info.plural == key.plural)?;
-                    Some((kind.clone(), name_of(object).to_owned()))
+                    let kind = self.kind_of_key(key)?;
+                    Some((kind, object.clone()))
                 })
                 .collect();
-            for (kind, object_name) in contained {
-                changes.extend(self.delete(&kind, name, &object_name, false)?);
+            for (kind, object) in contained {
+                changes.push(self.remove(&kind, object));
+            }
+            changes.push(self.remove(kind, existing));
+            return Ok(changes);
+        }
+        if existing.pointer("/metadata/deletionTimestamp").is_some() {
+            // Already being deleted: the server answers with the object as it is.
+            return Ok(vec![Change {
+                resource_version: self.resource_version,
+                kind: kind.clone(),
+                event: EventType::Modified,
+                object: existing,
+                committed: false,
+            }]);
+        }
+        let propagation = match options.propagation {
+            Propagation::Default if kind.group == "batch" && kind.kind == "Job" => {
+                Propagation::Orphan
+            }
+            Propagation::Default => Propagation::Background,
+            chosen => chosen,
+        };
+        let uid = uid_of(&existing).to_owned();
+        if propagation == Propagation::Orphan {
+            for key in self.dependents(&uid) {
+                let Some(kind) = self.kind_of_key(&key) else {
+                    continue;
+                };
+                let mut dependent = self.objects[&key].clone();
+                if let Some(references) = dependent
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
+                    references.retain(|reference| {
+                        reference.get("uid").and_then(Value::as_str) != Some(uid.as_str())
+                    });
+                }
+                changes.push(self.commit(&kind, EventType::Modified, dependent));
             }
         }
+        let mut finalizers = finalizers_of(&existing);
+        if propagation == Propagation::Foreground
+            && !finalizers.iter().any(|finalizer| finalizer == FOREGROUND)
+        {
+            finalizers.push(FOREGROUND.to_owned());
+        }
+        if finalizers.is_empty() {
+            changes.push(self.remove(kind, existing));
+        } else {
+            let mut object = existing;
+            object["metadata"]["deletionTimestamp"] = Value::String(now());
+            object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            object["metadata"]["finalizers"] = json!(finalizers);
+            changes.push(self.commit(kind, EventType::Modified, object));
+        }
+        Ok(changes)
+    }
+
+    /// Removes an object now, whatever its finalizers (closing a pod's log); its dependents
+    /// are collected at the next garbage collection.
+    pub(crate) fn remove(&mut self, kind: &KindInfo, object: Value) -> Change {
         if kind.group.is_empty()
             && kind.plural == "pods"
-            && let Some(log) = self.logs.remove(&(namespace.to_owned(), name.to_owned()))
+            && let Some(log) = self.logs.remove(&(
+                namespace_of(&object).to_owned(),
+                name_of(&object).to_owned(),
+            ))
         {
             log.close();
         }
-        changes.push(self.commit(kind, EventType::Deleted, existing));
-        Ok(changes)
+        let uid = uid_of(&object);
+        if !uid.is_empty() {
+            self.deleted_uids.insert(uid.to_owned());
+        }
+        self.commit(kind, EventType::Deleted, object)
+    }
+
+    fn kind_of_key(&self, key: &ObjectKey) -> Option<KindInfo> {
+        self.kinds
+            .iter()
+            .find(|info| info.group == key.group && info.plural == key.plural)
+            .cloned()
+    }
+
+    /// The objects whose `ownerReferences` name `uid`.
+    fn dependents(&self, uid: &str) -> Vec<ObjectKey> {
+        if uid.is_empty() {
+            return Vec::new();
+        }
+        self.objects
+            .iter()
+            .filter(|(_, object)| owner_uids(object).any(|owner| owner == uid))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// One run of the garbage collector, until nothing changes: the dependents of objects
+    /// being deleted in the foreground are deleted (in the foreground too), such an object
+    /// loses its `foregroundDeletion` finalizer once no dependent is left, an object being
+    /// deleted goes once it has no finalizer, and objects whose owners were all deleted go.
+    pub(crate) fn collect_garbage(&mut self) -> Vec<Change> {
+        let mut all = Vec::new();
+        loop {
+            let mut changes = Vec::new();
+            let terminating: Vec<ObjectKey> = self
+                .objects
+                .iter()
+                .filter(|(_, object)| object.pointer("/metadata/deletionTimestamp").is_some())
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in terminating {
+                let (Some(kind), Some(object)) = (self.kind_of_key(&key), self.objects.get(&key))
+                else {
+                    continue;
+                };
+                let mut object = object.clone();
+                let mut finalizers = finalizers_of(&object);
+                if finalizers.iter().any(|finalizer| finalizer == FOREGROUND) {
+                    let dependents = self.dependents(uid_of(&object));
+                    if dependents.is_empty() {
+                        finalizers.retain(|finalizer| finalizer != FOREGROUND);
+                        object["metadata"]["finalizers"] = json!(finalizers);
+                        if !finalizers.is_empty() {
+                            changes.push(self.commit(&kind, EventType::Modified, object));
+                            continue;
+                        }
+                    } else {
+                        for dependent in dependents {
+                            let Some(dependent_kind) = self.kind_of_key(&dependent) else {
+                                continue;
+                            };
+                            let options = DeleteOptions {
+                                dry_run: false,
+                                propagation: Propagation::Foreground,
+                            };
+                            if let Ok(deleted) = self.delete(
+                                &dependent_kind,
+                                &dependent.namespace,
+                                &dependent.name,
+                                &options,
+                            ) {
+                                changes
+                                    .extend(deleted.into_iter().filter(|change| change.committed));
+                            }
+                        }
+                        continue;
+                    }
+                }
+                if finalizers.is_empty() {
+                    changes.push(self.remove(&kind, object));
+                }
+            }
+            let orphans: Vec<ObjectKey> = self
+                .objects
+                .iter()
+                .filter(|(_, object)| {
+                    object.pointer("/metadata/deletionTimestamp").is_none()
+                        && owner_uids(object).next().is_some()
+                        && owner_uids(object).all(|owner| self.deleted_uids.contains(owner))
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in orphans {
+                let Some(kind) = self.kind_of_key(&key) else {
+                    continue;
+                };
+                let options = DeleteOptions {
+                    dry_run: false,
+                    propagation: Propagation::Background,
+                };
+                if let Ok(deleted) = self.delete(&kind, &key.namespace, &key.name, &options) {
+                    changes.extend(deleted);
+                }
+            }
+            if changes.is_empty() {
+                return all;
+            }
+            all.extend(changes);
+        }
     }
 
     /// Starts a watch: the events to replay first, and the receiver of live events.

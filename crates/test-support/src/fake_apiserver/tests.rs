@@ -599,3 +599,316 @@ async fn cluster_scoped_objects_and_typed_handle_helpers() {
     assert!(fake.delete::<Node>("", "trn1-a"));
     assert!(!fake.delete::<Node>("", "trn1-a"));
 }
+
+/// A small MPIJob CRD: `spec` declares `slotsPerWorker`, `mpiReplicaSpecs` (a map of replica
+/// specs whose containers are a list keyed by `name`) and `extra`, which keeps unknown fields.
+fn mpijob_crd() -> Value {
+    let containers = json!({
+        "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+        "items": { "type": "object", "properties": { "name": { "type": "string" }, "image": { "type": "string" } } },
+    });
+    let replica = json!({ "type": "object", "properties": {
+        "replicas": { "type": "integer" },
+        "template": { "type": "object", "properties": { "spec": { "type": "object", "properties": { "containers": containers } } } },
+    } });
+    let spec = json!({ "type": "object", "properties": {
+        "slotsPerWorker": { "type": "integer" },
+        "extra": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+        "mpiReplicaSpecs": { "type": "object", "additionalProperties": replica },
+    } });
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "apiVersion": { "type": "string" }, "kind": { "type": "string" }, "metadata": { "type": "object" },
+            "spec": spec,
+            "status": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+        },
+    });
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "mpijobs.kubeflow.org" },
+        "spec": {
+            "group": "kubeflow.org", "scope": "Namespaced",
+            "names": { "kind": "MPIJob", "plural": "mpijobs" },
+            "versions": [{ "name": "v2beta1", "served": true, "storage": true, "schema": { "openAPIV3Schema": schema } }],
+        },
+    })
+}
+
+fn mpijob(name: &str, spec: Value) -> Value {
+    json!({ "apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": { "name": name }, "spec": spec })
+}
+
+fn mpijobs(fake: &FakeApiServer) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("kubeflow.org", "v2beta1", "MPIJob");
+    Api::default_namespaced_with(
+        fake.client(),
+        &ApiResource::from_gvk_with_plural(&gvk, "mpijobs"),
+    )
+}
+
+fn api_error(error: kube::Error) -> kube::core::Status {
+    match error {
+        kube::Error::Api(status) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn apply_of_a_custom_resource_refuses_fields_its_crd_does_not_declare() {
+    let fake = FakeApiServer::start().await;
+    let jobs = mpijobs(&fake);
+    let params = PatchParams::apply("trnkit").force();
+    let with_policy = mpijob(
+        "llama",
+        json!({ "slotsPerWorker": 1, "launcherCreationPolicy": "WaitForWorkersReady" }),
+    );
+    let apply = |object: Value| {
+        let jobs = jobs.clone();
+        let params = params.clone();
+        async move { jobs.patch("llama", &params, &Patch::Apply(&object)).await }
+    };
+    // Without the CRD, nothing is checked.
+    apply(with_policy.clone()).await.unwrap();
+    jobs.delete("llama", &DeleteParams::default())
+        .await
+        .unwrap();
+    fake.collect_garbage();
+
+    fake.insert_value(mpijob_crd());
+    let error = api_error(apply(with_policy).await.unwrap_err());
+    assert_eq!(error.code, 500);
+    assert_eq!(error.reason, "", "a real server gives no reason");
+    assert_eq!(
+        error.message,
+        "failed to create typed patch object (default/llama; kubeflow.org/v2beta1, Kind=MPIJob): .spec.launcherCreationPolicy: field not declared in schema"
+    );
+    assert!(jobs.get_opt("llama").await.unwrap().is_none());
+
+    let misspelt = mpijob(
+        "llama",
+        json!({ "slotPerWorker": 1, "mpiReplicaSpecs": { "Worker": { "replicas": 2, "template": { "spec": {
+            "containers": [{ "name": "main", "image": "x", "resourcs": {} }] } } } } }),
+    );
+    let error = api_error(apply(misspelt).await.unwrap_err());
+    assert_eq!(
+        error.message,
+        "failed to create typed patch object (default/llama; kubeflow.org/v2beta1, Kind=MPIJob): errors:\n  .spec.mpiReplicaSpecs.Worker.template.spec.containers[name=\"main\"].resourcs: field not declared in schema\n  .spec.slotPerWorker: field not declared in schema"
+    );
+
+    let valid = mpijob(
+        "llama",
+        json!({ "slotsPerWorker": 1, "extra": { "anything": { "goes": true } },
+                "mpiReplicaSpecs": { "Worker": { "replicas": 2, "template": { "spec": {
+                    "containers": [{ "name": "main", "image": "x" }] } } } } }),
+    );
+    let stored = apply(valid).await.unwrap();
+    assert_eq!(stored.data["spec"]["slotsPerWorker"], 1);
+}
+
+#[tokio::test]
+async fn immutable_fields_are_refused_like_a_real_server() {
+    let fake = FakeApiServer::start().await;
+    let client = fake.client();
+    let params = PatchParams::apply("trnkit").force();
+    let apply = |api_version: &str, plural: &str, namespaced: bool, object: Value| {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
+        let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<DynamicObject> = if namespaced {
+            Api::default_namespaced_with(client.clone(), &resource)
+        } else {
+            Api::all_with(client.clone(), &resource)
+        };
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let params = params.clone();
+        async move { api.patch(&name, &params, &Patch::Apply(&object)).await }
+    };
+    let invalid = |result: Result<DynamicObject, kube::Error>| {
+        let status = api_error(result.unwrap_err());
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+        status.message
+    };
+
+    let class = |parameters: Value, labels: Value| {
+        json!({ "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": { "name": "fsx", "labels": labels },
+                "provisioner": "fsx.csi.aws.com", "parameters": parameters })
+    };
+    let sc = |object| apply("storage.k8s.io/v1", "storageclasses", false, object);
+    sc(class(
+        json!({ "deploymentType": "PERSISTENT_2" }),
+        json!({}),
+    ))
+    .await
+    .unwrap();
+    sc(class(
+        json!({ "deploymentType": "PERSISTENT_2" }),
+        json!({ "a": "b" }),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        invalid(sc(class(json!({ "deploymentType": "SCRATCH_2" }), json!({}))).await),
+        "StorageClass.storage.k8s.io \"fsx\" is invalid: parameters: Forbidden: updates to parameters are forbidden."
+    );
+
+    let job = |command: &str, parallelism: i32| {
+        json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "stage" },
+                "spec": { "parallelism": parallelism, "template": { "spec": { "restartPolicy": "Never",
+                    "containers": [{ "name": "main", "image": "x", "command": [command] }] } } } })
+    };
+    let jobs = |object| apply("batch/v1", "jobs", true, object);
+    jobs(job("true", 1)).await.unwrap();
+    jobs(job("true", 2)).await.unwrap();
+    let message = invalid(jobs(job("false", 2)).await);
+    assert!(
+        message.starts_with("Job.batch \"stage\" is invalid: spec.template: Invalid value: ")
+            && message.ends_with(": field is immutable"),
+        "{message}"
+    );
+
+    let volume = |handle: &str, capacity: &str| {
+        json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "fsx-pv" },
+                "spec": { "capacity": { "storage": capacity }, "accessModes": ["ReadWriteMany"],
+                          "csi": { "driver": "fsx.csi.aws.com", "volumeHandle": handle } } })
+    };
+    let pv = |object| apply("v1", "persistentvolumes", false, object);
+    pv(volume("fs-1", "1200Gi")).await.unwrap();
+    pv(volume("fs-1", "2400Gi")).await.unwrap();
+    let message = invalid(pv(volume("fs-2", "2400Gi")).await);
+    assert!(
+        message.starts_with("PersistentVolume \"fsx-pv\" is invalid: spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is immutable after creation\n"),
+        "{message}"
+    );
+
+    let claim = |class: &str, size: &str| {
+        json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": { "name": "fsx-claim" },
+                "spec": { "accessModes": ["ReadWriteMany"], "storageClassName": class,
+                          "resources": { "requests": { "storage": size } } } })
+    };
+    let pvc = |object| apply("v1", "persistentvolumeclaims", true, object);
+    pvc(claim("fsx", "1200Gi")).await.unwrap();
+    pvc(claim("fsx", "2400Gi")).await.unwrap();
+    let message = invalid(pvc(claim("other", "2400Gi")).await);
+    assert!(
+        message.starts_with("PersistentVolumeClaim \"fsx-claim\" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests"),
+        "{message}"
+    );
+    // A refused change leaves the object as it was.
+    let stored: k8s_openapi::api::core::v1::PersistentVolume = fake.get("", "fsx-pv").unwrap();
+    assert_eq!(
+        stored.spec.unwrap().csi.unwrap().volume_handle,
+        "fs-1",
+        "the refused change was not stored"
+    );
+}
+
+/// A Job `stage` and two pods it owns; the second pod holds a finalizer when `hold` is set.
+async fn job_with_pods(fake: &FakeApiServer, hold: bool) -> Api<k8s_openapi::api::batch::v1::Job> {
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::default_namespaced(fake.client());
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "stage" },
+        "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "main", "image": "x" }] } } },
+    }))
+    .unwrap();
+    let job = jobs.create(&PostParams::default(), &job).await.unwrap();
+    let uid = job.metadata.uid.unwrap();
+    for (index, name) in ["stage-aaaaa", "stage-bbbbb"].into_iter().enumerate() {
+        let finalizers = if hold && index == 1 {
+            json!(["example.com/hold"])
+        } else {
+            json!([])
+        };
+        fake.insert_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "namespace": "default", "finalizers": finalizers,
+                          "ownerReferences": [{ "apiVersion": "batch/v1", "kind": "Job", "name": "stage", "uid": uid, "controller": true, "blockOwnerDeletion": true }] },
+            "status": { "phase": "Running" },
+        }));
+    }
+    jobs
+}
+
+fn pod_names(fake: &FakeApiServer) -> Vec<String> {
+    fake.list::<Pod>(Some("default"))
+        .into_iter()
+        .filter_map(|pod| pod.metadata.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
+    let fake = FakeApiServer::start().await;
+    let jobs = job_with_pods(&fake, true).await;
+    let pending = jobs
+        .delete("stage", &DeleteParams::foreground())
+        .await
+        .unwrap()
+        .left()
+        .expect("the object, still there");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        pending.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_owned()])
+    );
+    assert!(jobs.get_opt("stage").await.unwrap().is_some());
+
+    // The collector deletes the pods; the held one stays (being deleted), and so does the Job.
+    fake.collect_garbage();
+    assert_eq!(pod_names(&fake), ["stage-bbbbb"]);
+    let held: Pod = fake.get("default", "stage-bbbbb").unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert!(jobs.get_opt("stage").await.unwrap().is_some());
+
+    // The pod's last finalizer goes: so does the pod, and then the Job.
+    let pods: Api<Pod> = Api::default_namespaced(fake.client());
+    pods.patch(
+        "stage-bbbbb",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+    )
+    .await
+    .unwrap();
+    assert!(pod_names(&fake).is_empty());
+    let gone = |job: Option<&k8s_openapi::api::batch::v1::Job>| job.is_none();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        kube::runtime::wait::await_condition(jobs.clone(), "stage", gone),
+    )
+    .await
+    .expect("the collector finishes the deletion")
+    .unwrap();
+}
+
+#[tokio::test]
+async fn background_deletion_collects_dependents_and_orphaning_keeps_them() {
+    let fake = FakeApiServer::start().await;
+    let jobs = job_with_pods(&fake, false).await;
+    // A batch/v1 Job deleted without a policy orphans its pods, as on a real server.
+    jobs.delete("stage", &DeleteParams::default())
+        .await
+        .unwrap();
+    fake.collect_garbage();
+    assert!(jobs.get_opt("stage").await.unwrap().is_none());
+    let pods = fake.list::<Pod>(Some("default"));
+    assert_eq!(pods.len(), 2);
+    assert!(pods.iter().all(|pod| {
+        pod.metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .is_empty()
+    }));
+    for pod in &pods {
+        fake.delete::<Pod>("default", pod.metadata.name.as_deref().unwrap());
+    }
+
+    let jobs = job_with_pods(&fake, false).await;
+    jobs.delete("stage", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(jobs.get_opt("stage").await.unwrap().is_none());
+    fake.collect_garbage();
+    assert!(pod_names(&fake).is_empty(), "{:?}", pod_names(&fake));
+}
