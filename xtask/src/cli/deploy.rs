@@ -123,7 +123,11 @@ fn write_images(dir: &Path, rendered: &plan::Rendered) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let config = super::load_config(global)?;
+    let config = if args.dry_run {
+        super::load_config_offline(global)?
+    } else {
+        super::load_config(global)?
+    };
     let work_dir = config.cluster.work_dir.clone();
     let stage_binary = stage_binary_for(&config, &args).await?;
     let rendered = bundle::render_all(&config, None, None, &stage_binary)?;

@@ -9,7 +9,7 @@ use crate::config::EXAMPLE;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Where to write it.
-    #[arg(default_value = "trnkit.toml", value_name = "FILE")]
+    #[arg(default_value = crate::config::DEFAULT_FILE, value_name = "FILE")]
     pub path: PathBuf,
     /// Overwrite an existing file.
     #[arg(long)]
@@ -25,9 +25,16 @@ pub async fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     }
     crate::files::write_atomic(&args.path, EXAMPLE)?;
     println!("wrote {}", args.path.display());
-    println!(
-        "edit it, then: cargo xtask --config {} deploy --dry-run",
-        args.path.display()
-    );
+    if args.path == std::path::Path::new(crate::config::DEFAULT_FILE) {
+        println!(
+            "edit it, then: cargo xtask deploy --dry-run (./{} is read when no --config or TRNKIT_CONFIG names another file)",
+            crate::config::DEFAULT_FILE
+        );
+    } else {
+        println!(
+            "edit it, then: cargo xtask --config {} deploy --dry-run",
+            args.path.display()
+        );
+    }
     Ok(())
 }

@@ -55,7 +55,8 @@ pub struct Cli {
 /// Options that every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The configuration file (TOML). Write a commented example with `cargo xtask init`.
+    /// The configuration file (TOML); default: `TRNKIT_CONFIG`, else `./trnkit.toml` when it
+    /// exists, else the built-in defaults. Write a commented example with `cargo xtask init`.
     #[arg(
         long,
         short = 'c',
@@ -115,10 +116,28 @@ pub enum Command {
 
 /// Loads the configuration named by `--config` (or `TRNKIT_CONFIG`), or the defaults.
 pub fn load_config(global: &Global) -> anyhow::Result<crate::config::Config> {
-    match &global.config {
-        Some(path) => Ok(crate::config::Config::load(path)?),
-        None => Ok(crate::config::Config::default()),
-    }
+    load_config_with(global, crate::config::Config::load)
+}
+
+/// [`load_config`] for a command that contacts nothing (`deploy --dry-run`): what deploy would
+/// ask AWS for must be in the file, and is reported with every other problem.
+pub fn load_config_offline(global: &Global) -> anyhow::Result<crate::config::Config> {
+    load_config_with(global, crate::config::Config::load_offline)
+}
+
+fn load_config_with(
+    global: &Global,
+    load: fn(&std::path::Path) -> Result<crate::config::Config, crate::config::ConfigError>,
+) -> anyhow::Result<crate::config::Config> {
+    let config = match crate::config::find(global.config.as_deref(), std::path::Path::new("."))
+    {
+        Some(path) => {
+            tracing::debug!(path = %path.display(), "configuration");
+            load(&path)?
+        }
+        None => crate::config::Config::default(),
+    };
+    Ok(config)
 }
 
 /// The AWS SDK configuration (see [`crate::aws`]): `region` when given, else the chain's, else

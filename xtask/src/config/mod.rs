@@ -22,6 +22,21 @@ pub use types::{
 /// parses to the defaults (except `cluster.target`), so it stays true.
 pub const EXAMPLE: &str = include_str!("example.toml");
 
+/// The file read when neither `-c` nor `TRNKIT_CONFIG` names one, and `cargo xtask init`'s
+/// default output.
+pub const DEFAULT_FILE: &str = "trnkit.toml";
+
+/// The file the configuration is read from: `flag_or_env` (`-c FILE`, which clap fills from
+/// `TRNKIT_CONFIG` when the flag is absent), else [`DEFAULT_FILE`] in `dir` when it exists
+/// (what `cargo xtask init` writes), else none: the defaults.
+pub fn find(flag_or_env: Option<&Path>, dir: &Path) -> Option<PathBuf> {
+    if let Some(path) = flag_or_env {
+        return Some(path.to_owned());
+    }
+    let default = dir.join(DEFAULT_FILE);
+    default.is_file().then_some(default)
+}
+
 /// Where the configuration did not parse or does not make sense.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,6 +79,15 @@ impl fmt::Display for Problems<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether the command reading the configuration may contact AWS and the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Use {
+    /// Deploy and the commands around it: STS answers what the file leaves out.
+    Online,
+    /// `deploy --dry-run` and `render`: nothing is contacted.
+    Offline,
 }
 
 /// The whole configuration.
@@ -454,18 +478,42 @@ impl Default for Tensorboard {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, Use::Online)
+    }
+
+    /// Reads and validates a configuration file for a command that contacts nothing
+    /// (`deploy --dry-run`, `render`): see [`Self::parse_offline`].
+    pub fn load_offline(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, Use::Offline)
+    }
+
+    fn load_with(path: &Path, usage: Use) -> Result<Self, ConfigError> {
         let text = fs_err::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse_with(&text, &path.display().to_string(), usage)
     }
 
     /// Parses and validates configuration text; `origin` names it in errors. Every key that
     /// does not deserialize and every value that cannot work is reported, all at once.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(text, origin, Use::Online)
+    }
+
+    /// [`Self::parse`] for a command that contacts nothing: what deploy would ask AWS for
+    /// (the account that names the ECR registry) must then be in the file, and its absence is
+    /// reported together with every other problem.
+    pub fn parse_offline(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(text, origin, Use::Offline)
+    }
+
+    fn parse_with(text: &str, origin: &str, usage: Use) -> Result<Self, ConfigError> {
         let (config, mut problems) = parse::deserialize(text, origin)?;
         problems.extend(config.problems());
+        if usage == Use::Offline {
+            problems.extend(config.offline_problems());
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -474,6 +522,11 @@ impl Config {
                 problems,
             })
         }
+    }
+
+    /// What a command that contacts nothing needs besides [`Self::problems`].
+    pub fn offline_problems(&self) -> Vec<(String, String)> {
+        validate::offline_problems(self)
     }
 
     /// Every value that cannot work, as `(key, problem)`.

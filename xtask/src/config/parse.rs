@@ -132,9 +132,9 @@ fn remove_in(table: &mut toml::Table, path: &[&Segment]) -> bool {
 
 /// The 1-based line and column of the value at `path`.
 fn locate(text: &str, root: &DeTable<'_>, path: &[Segment]) -> Option<(usize, usize)> {
-    let mut segments = path.iter().filter(|segment| {
-        matches!(segment, Segment::Map { .. } | Segment::Seq { .. })
-    });
+    let mut segments = path
+        .iter()
+        .filter(|segment| matches!(segment, Segment::Map { .. } | Segment::Seq { .. }));
     let Some(Segment::Map { key }) = segments.next() else {
         return None;
     };
@@ -157,9 +157,10 @@ fn locate(text: &str, root: &DeTable<'_>, path: &[Segment]) -> Option<(usize, us
     }
     let before = text.get(..span.start)?;
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |newline| {
-        before.len() - newline - 1
-    }) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |newline| before.len() - newline - 1)
+        + 1;
     Some((line, column))
 }
 

@@ -154,7 +154,10 @@ fn message_for(problems: &[(String, String)], key: &str) -> String {
         .filter(|(k, _)| k == key)
         .map(|(_, message)| message.as_str())
         .collect();
-    assert!(!messages.is_empty(), "no problem for {key} in {problems:#?}");
+    assert!(
+        !messages.is_empty(),
+        "no problem for {key} in {problems:#?}"
+    );
     messages.join("\n")
 }
 
@@ -264,7 +267,10 @@ service_type = "ClusterIP"
     // And back: the file's spellings survive a round trip.
     let text = toml::to_string(&config).unwrap();
     assert!(text.contains("service_type = \"ClusterIP\""), "{text}");
-    assert!(text.contains("launcher_gate = \"init-container\""), "{text}");
+    assert!(
+        text.contains("launcher_gate = \"init-container\""),
+        "{text}"
+    );
     assert_eq!(Config::parse(&text, "round trip").unwrap(), config);
 }
 
@@ -281,7 +287,11 @@ neuron_cc_flags = "--x=$(HF_TOKEN)"
 env = { GBS = "$(HF_TOKEN)" }
 "#,
     );
-    for key in ["data.dataset", "training.env.GBS", "training.neuron_cc_flags"] {
+    for key in [
+        "data.dataset",
+        "training.env.GBS",
+        "training.neuron_cc_flags",
+    ] {
         assert!(
             message_for(&problems, key).contains("Kubernetes expands"),
             "{key}: {problems:?}"
@@ -308,5 +318,55 @@ script = "-np"
     assert!(message_for(&problems, "training.script").contains("starts with '-'"));
     assert!(message_for(&problems, "data.json_keys[2]").contains("listed twice"));
     assert!(message_for(&problems, "data.staging_memory").contains("zero"));
-    assert!(Config::parse("[training]\nneuron_devices_per_worker = 16\nefa_interfaces_per_worker = 8\n", "x").is_ok());
+    assert!(
+        Config::parse(
+            "[training]\nneuron_devices_per_worker = 16\nefa_interfaces_per_worker = 8\n",
+            "x"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_dry_run_of_the_example_reports_every_missing_value_at_once() {
+    // `init` then `deploy --dry-run`: the subnet, the security group and the account (which
+    // names the ECR registry and which only STS could tell otherwise), in one run.
+    let error = Config::parse_offline(EXAMPLE, "trnkit.toml").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &error else {
+        panic!("{error}")
+    };
+    let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "storage.subnet_id",
+            "storage.security_group_ids",
+            "cluster.account_id"
+        ]
+    );
+    let filled = EXAMPLE
+        .replace("account_id = \"\"", "account_id = \"123456789012\"")
+        .replace(
+            "subnet_id = \"\"",
+            "subnet_id = \"subnet-0123456789abcdef0\"",
+        )
+        .replace(
+            "security_group_ids = []",
+            "security_group_ids = [\"sg-0123456789abcdef0\"]",
+        );
+    Config::parse_offline(&filled, "trnkit.toml").unwrap();
+}
+
+#[test]
+fn trnkit_toml_in_the_working_directory_is_found_and_the_flag_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(super::find(None, dir.path()), None);
+    let file = dir.path().join("trnkit.toml");
+    fs_err::write(&file, "").unwrap();
+    assert_eq!(super::find(None, dir.path()), Some(file));
+    let flag = std::path::Path::new("other.toml");
+    assert_eq!(
+        super::find(Some(flag), dir.path()),
+        Some(flag.to_path_buf())
+    );
 }

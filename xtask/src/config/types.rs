@@ -211,7 +211,9 @@ impl Timeout {
         let duration = humantime::parse_duration(text)
             .map_err(|error| format!("{text:?} is not a duration such as 90m or 2h: {error}"))?;
         if duration.is_zero() {
-            return Err(format!("{text:?} is zero; use a duration such as 90m or 2h"));
+            return Err(format!(
+                "{text:?} is zero; use a duration such as 90m or 2h"
+            ));
         }
         Ok(Self {
             text: text.to_owned(),

@@ -116,6 +116,24 @@ pub(super) fn problems(config: &Config) -> Vec<(String, String)> {
     c.problems
 }
 
+/// What a command that contacts nothing (`deploy --dry-run`, `render`) needs besides
+/// [`problems`]: the account naming the ECR registry, which deploy would ask STS for.
+pub(super) fn offline_problems(config: &Config) -> Vec<(String, String)> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    if config.cluster.target == Target::Eks
+        && config.cluster.account_id.is_empty()
+        && config.image.registry.is_empty()
+    {
+        c.fail(
+            "cluster.account_id",
+            "names the ECR registry in the rendered manifests; deploy asks STS for it, but --dry-run and render contact nothing: set it (`aws sts get-caller-identity --query Account`), or set image.registry",
+        );
+    }
+    c.problems
+}
+
 fn cluster(c: &mut Checker, config: &Config) {
     let cluster = &config.cluster;
     c.check(
@@ -335,7 +353,10 @@ fn data(c: &mut Checker, config: &Config) {
     }
     for (index, key) in data.json_keys.iter().enumerate() {
         c.check(&format!("data.json_keys[{index}]"), path_component(key));
-        if let Some(first) = data.json_keys[..index].iter().position(|other| other == key) {
+        if let Some(first) = data.json_keys[..index]
+            .iter()
+            .position(|other| other == key)
+        {
             c.fail(
                 &format!("data.json_keys[{index}]"),
                 format!("{key:?} is listed twice (also data.json_keys[{first}]); each key is tokenized into its own files, so list it once"),
