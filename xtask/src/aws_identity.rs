@@ -14,13 +14,37 @@ pub struct Identity {
     pub arn: String,
 }
 
-/// Asks STS who the credentials of `sdk` are.
+/// Asks STS who the credentials of `sdk` are. A network failure (nothing answers, a
+/// timeout) is reported as one, naming the endpoint; only a refusal by STS, or no credentials
+/// found, is reported as a credentials problem.
 pub async fn fetch(sdk: &aws_config::SdkConfig) -> anyhow::Result<Identity> {
-    let sts = aws_sdk_sts::Client::new(sdk);
+    use aws_sdk_sts::error::SdkError;
+    let sts = crate::aws::sts_client(sdk);
     let output = sts.get_caller_identity().send().await.map_err(|error| {
-        anyhow::anyhow!(aws_sdk_sts::error::DisplayErrorContext(error)).context(
-            "no usable AWS credentials: run `aws sso login` (or `aws configure`), or set AWS_PROFILE, then run deploy again",
-        )
+        let network = match &error {
+            SdkError::TimeoutError(_) => true,
+            SdkError::DispatchFailure(failure) => failure.is_io() || failure.is_timeout(),
+            _ => false,
+        };
+        let detail = anyhow::anyhow!(aws_sdk_sts::error::DisplayErrorContext(error));
+        if network {
+            let endpoint = sdk.endpoint_url().map_or_else(
+                || {
+                    format!(
+                        "https://sts.{}.amazonaws.com",
+                        sdk.region().map_or("<region>", |region| region.as_ref())
+                    )
+                },
+                str::to_owned,
+            );
+            detail.context(format!(
+                "AWS STS at {endpoint} could not be reached (a network problem, not a credentials one): check the network, a proxy (HTTPS_PROXY), or AWS_ENDPOINT_URL, then run deploy again"
+            ))
+        } else {
+            detail.context(
+                "no usable AWS credentials: run `aws sso login` (or `aws configure`), or set AWS_PROFILE, then run deploy again",
+            )
+        }
     })?;
     Ok(Identity {
         account: output
@@ -96,10 +120,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unreachable_sts_says_how_to_get_credentials() {
+    async fn unreachable_sts_is_a_network_error_naming_the_endpoint_not_a_credentials_one() {
         // A closed loopback port: nothing listens there.
         let error = fetch(&sdk("http://127.0.0.1:9").await).await.unwrap_err();
         let text = format!("{error:#}");
-        assert!(text.contains("aws sso login"), "{text}");
+        assert!(
+            text.contains("http://127.0.0.1:9") && text.contains("network"),
+            "{text}"
+        );
+        assert!(!text.contains("aws sso login"), "{text}");
     }
 }

@@ -13,8 +13,10 @@ use crate::render;
 /// unknown fields rejected. Secrets are never rendered: their values do not touch the disk.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The directory to write (replaced whole, atomically). One file per object, and `all.yaml`
-    /// with every object as one YAML document each.
+    /// The directory to write: one file per object, and `all.yaml` with every object as one
+    /// YAML document each. A new or empty directory, or one an earlier `render` wrote (it is
+    /// then replaced whole, atomically); a directory holding anything else is refused. `-`
+    /// prints the objects as one YAML stream on stdout (`| kubectl diff -f -`).
     #[arg(long, value_name = "DIR", required_unless_present = "check")]
     pub out: Option<PathBuf>,
     /// Validate everything, write nothing.
@@ -45,6 +47,10 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let out = args
         .out
         .context("--out DIR is required unless --check is given")?;
+    if out.as_os_str() == "-" {
+        print!("{}", render::stream(&manifests));
+        return Ok(());
+    }
     let written = render::write(&out, &manifests)?;
     for path in &written {
         println!("{}", path.display());

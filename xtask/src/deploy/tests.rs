@@ -59,6 +59,7 @@ async fn run_with(
 
 #[test]
 fn plan_snapshot() {
+    let _tags = crate::images::snapshot_settings().bind_to_scope();
     let config = Config::default();
     let plan = plan::plan(&config, &rendered(&config));
     let steps: Vec<_> = plan
@@ -214,6 +215,24 @@ async fn a_corrupt_state_file_is_a_clear_error() {
     );
 }
 
+#[tokio::test]
+async fn a_state_of_another_version_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs_err::write(&path, r#"{"version": 7, "steps": {}}"#).unwrap();
+    let error = FileStore { path: path.clone() }.load().await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("version 7") && message.contains(&path.display().to_string()),
+        "{message}"
+    );
+    // The version this trnkit writes, and a state from before versions were written, load.
+    for version in ["1", "0"] {
+        fs_err::write(&path, format!(r#"{{"version": {version}, "steps": {{}}}}"#)).unwrap();
+        FileStore { path: path.clone() }.load().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_profile_runs_for_real_and_is_then_up_to_date() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,6 +282,48 @@ async fn local_profile_runs_for_real_and_is_then_up_to_date() {
         .unwrap();
     assert!(report.ran.contains(&StepId::Staging), "{report:?}");
     assert!(std::path::Path::new(&bin).exists());
+
+    // So is a deleted tokenizer, a deleted training-code checkout, an edited tokenizer file,
+    // and a deleted compile cache: each step whose output went runs again and puts it back.
+    let checkout = layout.code_checkout();
+    let tokenizer = layout.tokenizer_dir().join("tokenizer.json");
+    let cases: Vec<(&str, Box<dyn Fn()>, StepId)> = vec![
+        (
+            "tokenizer deleted",
+            Box::new(|| fs_err::remove_dir_all(layout.tokenizer_dir()).unwrap()),
+            StepId::Staging,
+        ),
+        (
+            "tokenizer edited",
+            Box::new(|| fs_err::write(&tokenizer, "{}").unwrap()),
+            StepId::Staging,
+        ),
+        (
+            "checkout deleted",
+            Box::new(|| fs_err::remove_dir_all(&checkout).unwrap()),
+            StepId::Staging,
+        ),
+        (
+            "compile cache deleted",
+            Box::new(|| fs_err::remove_dir_all(layout.compile_cache()).unwrap()),
+            StepId::Compile,
+        ),
+    ];
+    for (what, damage, step) in cases {
+        damage();
+        let report = run::run(&plan, &store, &mut executor, Selection::default(), |_| {})
+            .await
+            .unwrap();
+        assert!(report.ran.contains(&step), "{what}: {report:?}");
+        let report = run::run(&plan, &store, &mut executor, Selection::default(), |_| {})
+            .await
+            .unwrap();
+        assert!(
+            report.nothing_to_do(&plan),
+            "{what}, then repaired: {report:?}"
+        );
+    }
+    assert!(tokenizer.is_file() && layout.compile_cache().is_dir());
 }
 
 /// Looks at the store while each step runs.

@@ -15,6 +15,7 @@ fn manifests(config: &Config) -> Vec<Manifest> {
 
 #[test]
 fn every_rendered_object_snapshot() {
+    let _tags = crate::images::snapshot_settings().bind_to_scope();
     for manifest in manifests(&Config::default()) {
         insta::assert_snapshot!(
             format!("{}-{}", manifest.kind.to_lowercase(), manifest.name),
@@ -35,6 +36,7 @@ fn sharded() -> Config {
 /// Job of the shards, the merge, and the dataset check.
 #[test]
 fn sharded_staging_jobs_snapshot() {
+    let _tags = crate::images::snapshot_settings().bind_to_scope();
     let all = manifests(&sharded());
     let jobs: Vec<&Manifest> = all
         .iter()
@@ -116,10 +118,12 @@ fn written_yaml_reads_back_and_mpijobs_pass_the_strict_crd_schema() {
             assert!(problems.is_empty(), "{problems}");
         }
     }
-    // A second write replaces the directory whole.
-    fs_err::write(out.join("stale.yaml"), "x").unwrap();
+    // A second write replaces what the first wrote, but never a file trnkit did not write.
     render::write(&out, &all).unwrap();
-    assert!(!out.join("stale.yaml").exists());
+    fs_err::write(out.join("notes.md"), "x").unwrap();
+    let error = render::write(&out, &all).unwrap_err();
+    assert!(error.to_string().contains("notes.md"), "{error}");
+    assert_eq!(fs_err::read_to_string(out.join("notes.md")).unwrap(), "x");
 }
 
 /// Built-in kinds pass `kubernetes-validate --strict` (PyPI; `scripts/test` installs it) for the
