@@ -29,7 +29,10 @@ pub fn unique_sibling(path: &Path, suffix: &str) -> PathBuf {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".to_owned());
     let file = format!(".{name}.{}.{n}.{nanos:x}.{suffix}", std::process::id());
-    match path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    match path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         Some(parent) => parent.join(file),
         None => PathBuf::from(file),
     }
@@ -116,7 +119,11 @@ impl OutputDir {
     }
 
     /// Writes one file, `relative` to the directory (its parents are created).
-    pub fn write(&mut self, relative: &Path, contents: impl AsRef<[u8]>) -> Result<PathBuf, OutputError> {
+    pub fn write(
+        &mut self,
+        relative: &Path,
+        contents: impl AsRef<[u8]>,
+    ) -> Result<PathBuf, OutputError> {
         let io = |source| OutputError::Io {
             path: self.dir.clone(),
             source,
@@ -144,7 +151,11 @@ impl OutputDir {
             path: dir.clone(),
             source,
         };
-        let marker: String = self.entries.iter().map(|entry| format!("{entry}\n")).collect();
+        let marker: String = self
+            .entries
+            .iter()
+            .map(|entry| format!("{entry}\n"))
+            .collect();
         fs_err::write(self.staging.join(MARKER), marker).map_err(io)?;
         check_replaceable(&dir)?;
         let previous = unique_sibling(&dir, "old");

@@ -51,7 +51,11 @@ pub fn bounded(mut config: kube::Config, bounds: Bounds) -> anyhow::Result<kube:
 
 /// Asks the API server at `url` for its version, retrying with backoff and saying so; fails
 /// with an error that names the endpoint, the bound, and what to change.
-pub async fn ensure_reachable(client: &kube::Client, url: &str, bounds: Bounds) -> anyhow::Result<()> {
+pub async fn ensure_reachable(
+    client: &kube::Client,
+    url: &str,
+    bounds: Bounds,
+) -> anyhow::Result<()> {
     let mut last = String::new();
     for attempt in 1..=bounds.attempts.max(1) {
         match client.apiserver_version().await {

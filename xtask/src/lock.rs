@@ -231,7 +231,9 @@ fn lease_expired(lease: &Lease, now: Timestamp) -> bool {
     };
     let expires = renewed
         .0
-        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(i64::from(seconds)))
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(i64::from(
+            seconds,
+        )))
         .unwrap_or(renewed.0);
     expires < now
 }
@@ -282,7 +284,10 @@ impl LeaseLock {
         loop {
             let taken = match api.get_opt(name).await.map_err(error)? {
                 None => match api
-                    .create(&PostParams::default(), &lease_object(name, holder, timing, 0))
+                    .create(
+                        &PostParams::default(),
+                        &lease_object(name, holder, timing, 0),
+                    )
                     .await
                 {
                     Ok(_) => true,

@@ -113,9 +113,7 @@ pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
             reference,
             verify,
             against,
-        } => {
-            tokenize(input, tokenizer, workers, mode, reference, verify, against).await
-        }
+        } => tokenize(input, tokenizer, workers, mode, reference, verify, against).await,
         Command::Cache(args) => cache(args).await,
         Command::Deploy => deploy().await,
         Command::All(args) => {
@@ -142,7 +140,12 @@ fn this_executable() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `program args` `runs` times in `dir`; the best wall time, failing on a failed run.
-async fn time_best(program: &std::path::Path, args: &[&str], dir: &std::path::Path, runs: usize) -> anyhow::Result<f64> {
+async fn time_best(
+    program: &std::path::Path,
+    args: &[&str],
+    dir: &std::path::Path,
+    runs: usize,
+) -> anyhow::Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..runs.max(1) {
         let started = std::time::Instant::now();
@@ -169,7 +172,12 @@ async fn time_best(program: &std::path::Path, args: &[&str], dir: &std::path::Pa
 
 fn load_average() -> String {
     fs_err::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
@@ -192,11 +200,30 @@ async fn cache(args: CacheArgs) -> anyhow::Result<()> {
     let cwd = std::env::temp_dir();
     // Warm the kernel's caches for both, then time each.
     time_best(std::path::Path::new("du"), &["-sb", &root_arg], &cwd, 1).await?;
-    let du = time_best(std::path::Path::new("du"), &["-sb", &root_arg], &cwd, args.runs).await?;
-    let inspect = time_best(&exe, &["cache", "inspect", "--root", &root_arg, "--json"], &cwd, args.runs).await?;
+    let du = time_best(
+        std::path::Path::new("du"),
+        &["-sb", &root_arg],
+        &cwd,
+        args.runs,
+    )
+    .await?;
+    let inspect = time_best(
+        &exe,
+        &["cache", "inspect", "--root", &root_arg, "--json"],
+        &cwd,
+        args.runs,
+    )
+    .await?;
     let no_sizes = time_best(
         &exe,
-        &["cache", "inspect", "--root", &root_arg, "--json", "--no-sizes"],
+        &[
+            "cache",
+            "inspect",
+            "--root",
+            &root_arg,
+            "--json",
+            "--no-sizes",
+        ],
         &cwd,
         args.runs,
     )
@@ -238,9 +265,18 @@ fn generate_cache(root: &std::path::Path, count: usize) -> anyhow::Result<usize>
             .join(format!("MODULE_{index:020}+725887e1"));
         fs_err::create_dir_all(&entry)?;
         let names: &[&str] = match index % 100 {
-            0..=89 => &["model.hlo_module.pb", "compile_flags.json", "model.neff", "model.done"],
+            0..=89 => &[
+                "model.hlo_module.pb",
+                "compile_flags.json",
+                "model.neff",
+                "model.done",
+            ],
             90..=94 => &["model.hlo_module.pb", "compile_flags.json", "model.log"],
-            95..=97 => &["model.hlo_module.pb", "compile_flags.json", "model.hlo_module.pb.lock"],
+            95..=97 => &[
+                "model.hlo_module.pb",
+                "compile_flags.json",
+                "model.hlo_module.pb.lock",
+            ],
             _ => &["model.hlo_module.pb"],
         };
         for name in names {
@@ -256,7 +292,10 @@ async fn deploy() -> anyhow::Result<()> {
     let exe = this_executable()?;
     let first = time_best(&exe, &["deploy"], dir.path(), 1).await?;
     let again = time_best(&exe, &["deploy"], dir.path(), 1).await?;
-    println!("deploy       local profile in a fresh directory, load {}", load_average());
+    println!(
+        "deploy       local profile in a fresh directory, load {}",
+        load_average()
+    );
     println!("  first run                        {first:.2}s");
     println!("  up to date                       {again:.2}s");
     Ok(())
@@ -280,7 +319,9 @@ async fn tokenize(
         let tokenizer = tokenizer.clone();
         let prefix = ours_prefix.clone();
         tokio::task::spawn_blocking(move || {
-            tokenize_here(&input, &tokenizer, &prefix, workers, mode, reference, verify)
+            tokenize_here(
+                &input, &tokenizer, &prefix, workers, mode, reference, verify,
+            )
         })
         .await
         .context("the bench thread failed")??;
@@ -289,7 +330,11 @@ async fn tokenize(
         println!(
             "reference    not run; to run it in the same invocation: --against PYTHON (a Python with transformers and megatron-core), or by hand: PYTHON crates/pipeline/bench/reference_preprocess.py --input {input} --output-prefix OUT --tokenizer-model {} --append-eod --workers {workers} --mode {}",
             tokenizer.display(),
-            if megatron { "megatron" } else { "nemo --need-pad-id" }
+            if megatron {
+                "megatron"
+            } else {
+                "nemo --need-pad-id"
+            }
         );
         return Ok(());
     };
@@ -315,15 +360,29 @@ async fn tokenize(
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let seconds = time_best(&python, &args, ours_dir.path(), 1).await?;
-    println!("reference    {seconds:.2}s ({} {})", python.display(), args.join(" "));
+    println!(
+        "reference    {seconds:.2}s ({} {})",
+        python.display(),
+        args.join(" ")
+    );
     for extension in ["bin", "idx"] {
-        let ours = fs_err::read(format!("{}_text_document.{extension}", ours_prefix.display()))
-            .or_else(|_| fs_err::read(format!("{}.{extension}", ours_prefix.display())))?;
-        let theirs = fs_err::read(format!("{}_text_document.{extension}", reference_prefix.display()))
-            .or_else(|_| fs_err::read(format!("{}.{extension}", reference_prefix.display())))?;
+        let ours = fs_err::read(format!(
+            "{}_text_document.{extension}",
+            ours_prefix.display()
+        ))
+        .or_else(|_| fs_err::read(format!("{}.{extension}", ours_prefix.display())))?;
+        let theirs = fs_err::read(format!(
+            "{}_text_document.{extension}",
+            reference_prefix.display()
+        ))
+        .or_else(|_| fs_err::read(format!("{}.{extension}", reference_prefix.display())))?;
         println!(
             "  .{extension}         {}",
-            if ours == theirs { "identical" } else { "DIFFERENT" }
+            if ours == theirs {
+                "identical"
+            } else {
+                "DIFFERENT"
+            }
         );
     }
     Ok(())

@@ -131,7 +131,9 @@ impl StepSpinner {
     pub(crate) fn status(&self, message: &str) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(running) = current.as_mut() {
-            running.bar.set_message(format!("{}: {message}", running.id));
+            running
+                .bar
+                .set_message(format!("{}: {message}", running.id));
             let first = running.printed == running.started;
             if !self.quiet
                 && !std::io::stderr().is_terminal()

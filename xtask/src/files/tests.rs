@@ -16,7 +16,11 @@ fn generate(dir: &Path, files: &[(&str, &str)]) -> Result<PathBuf, OutputError> 
 fn a_new_directory_is_written_with_its_marker() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("out");
-    generate(&dir, &[("a.yaml", "a"), ("images/training/Dockerfile", "FROM x")]).unwrap();
+    generate(
+        &dir,
+        &[("a.yaml", "a"), ("images/training/Dockerfile", "FROM x")],
+    )
+    .unwrap();
     assert_eq!(fs_err::read_to_string(dir.join("a.yaml")).unwrap(), "a");
     assert_eq!(
         fs_err::read_to_string(dir.join(MARKER)).unwrap(),
@@ -30,10 +34,17 @@ fn a_directory_trnkit_wrote_is_replaced_whole() {
     let dir = temp.path().join("out");
     generate(&dir, &[("old.yaml", "1"), ("keep.yaml", "1")]).unwrap();
     generate(&dir, &[("keep.yaml", "2")]).unwrap();
-    assert!(!dir.join("old.yaml").exists(), "files of the last run that are not written again go");
+    assert!(
+        !dir.join("old.yaml").exists(),
+        "files of the last run that are not written again go"
+    );
     assert_eq!(fs_err::read_to_string(dir.join("keep.yaml")).unwrap(), "2");
     let leftovers: Vec<_> = fs_err::read_dir(temp.path()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "no staging or old directory is left beside it");
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "no staging or old directory is left beside it"
+    );
 }
 
 #[test]
@@ -52,7 +63,10 @@ fn a_directory_with_a_file_of_the_user_is_refused_and_left_alone() {
     let error = generate(&dir, &[("a.yaml", "a")]).unwrap_err();
     assert!(matches!(&error, OutputError::Foreign { foreign, .. } if foreign == &["notes.md"]));
     assert!(error.to_string().contains("notes.md"), "{error}");
-    assert_eq!(fs_err::read_to_string(dir.join("notes.md")).unwrap(), "mine");
+    assert_eq!(
+        fs_err::read_to_string(dir.join("notes.md")).unwrap(),
+        "mine"
+    );
     assert!(!dir.join("a.yaml").exists());
     let siblings: Vec<_> = fs_err::read_dir(temp.path()).unwrap().collect();
     assert_eq!(siblings.len(), 1, "no staging directory is left behind");
@@ -65,7 +79,10 @@ fn a_file_added_inside_a_generated_directory_is_protected() {
     generate(&dir, &[("images/training/Dockerfile", "FROM x")]).unwrap();
     fs_err::write(dir.join("images/training/notes.md"), "mine").unwrap();
     let error = generate(&dir, &[("a.yaml", "a")]).unwrap_err();
-    assert!(error.to_string().contains("images/training/notes.md"), "{error}");
+    assert!(
+        error.to_string().contains("images/training/notes.md"),
+        "{error}"
+    );
     assert!(dir.join("images/training/notes.md").is_file());
 }
 
@@ -110,7 +127,10 @@ fn concurrent_atomic_writes_never_share_a_temporary_file() {
     let text = fs_err::read_to_string(&path).unwrap();
     let first = text.chars().next().unwrap();
     assert_eq!(text.len(), 100_000);
-    assert!(text.chars().all(|c| c == first), "the file is one writer's whole text");
+    assert!(
+        text.chars().all(|c| c == first),
+        "the file is one writer's whole text"
+    );
     let names: Vec<_> = fs_err::read_dir(temp.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "no temporary file is left");
 }

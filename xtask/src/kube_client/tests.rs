@@ -30,11 +30,19 @@ async fn a_silent_endpoint_is_an_error_naming_it_within_the_bound() {
         }
     });
     let started = Instant::now();
-    let error = ensure_reachable(&client_for(&url), &url, quick()).await.unwrap_err();
+    let error = ensure_reachable(&client_for(&url), &url, quick())
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
     let message = format!("{error:#}");
-    assert!(message.contains(&url) && message.contains("no response within"), "{message}");
-    assert!(message.contains("--context"), "says what to change: {message}");
+    assert!(
+        message.contains(&url) && message.contains("no response within"),
+        "{message}"
+    );
+    assert!(
+        message.contains("--context"),
+        "says what to change: {message}"
+    );
     // Two attempts of 0.5 s and one 1 s pause, with room for a loaded machine.
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     holder.abort();
@@ -45,7 +53,9 @@ async fn a_closed_port_is_a_connection_error_not_a_credentials_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let error = ensure_reachable(&client_for(&url), &url, quick()).await.unwrap_err();
+    let error = ensure_reachable(&client_for(&url), &url, quick())
+        .await
+        .unwrap_err();
     let message = format!("{error:#}");
     assert!(message.contains(&url), "{message}");
     assert!(!message.to_lowercase().contains("credential"), "{message}");
@@ -55,5 +65,7 @@ async fn a_closed_port_is_a_connection_error_not_a_credentials_error() {
 async fn a_live_server_answers() {
     let server = test_support::fake_apiserver::FakeApiServer::start().await;
     let client = client_for(server.url());
-    ensure_reachable(&client, server.url(), quick()).await.unwrap();
+    ensure_reachable(&client, server.url(), quick())
+        .await
+        .unwrap();
 }

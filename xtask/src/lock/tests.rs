@@ -25,7 +25,9 @@ fn a_second_run_fails_at_once_naming_the_holder() {
     let error = FileLock::acquire(&path, &holder("tokenize"), false).unwrap_err();
     let message = error.to_string();
     assert!(
-        message.contains("ana@build-1") && message.contains("pid 4242") && message.contains("`deploy`"),
+        message.contains("ana@build-1")
+            && message.contains("pid 4242")
+            && message.contains("`deploy`"),
         "{message}"
     );
     assert!(message.contains("--wait"), "{message}");
@@ -52,7 +54,10 @@ fn a_waiting_run_gets_the_lock_when_the_holder_lets_go() {
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
     assert_eq!(locked, path);
     let text = fs_err::read_to_string(&path).unwrap();
-    assert!(text.contains("command=second"), "the new holder is recorded: {text}");
+    assert!(
+        text.contains("command=second"),
+        "the new holder is recorded: {text}"
+    );
 }
 
 fn lease_kind() -> KindInfo {
@@ -71,20 +76,41 @@ fn quick() -> LeaseTiming {
 async fn a_second_deploy_is_refused_while_the_lease_is_held_and_renewed() {
     let server = FakeApiServer::builder().kind(lease_kind()).start().await;
     let api: Api<Lease> = Api::namespaced(server.client(), "default");
-    let first = LeaseLock::acquire(api.clone(), "default", "trnkit-deploy", &holder("deploy"), false, quick())
-        .await
-        .unwrap();
+    let first = LeaseLock::acquire(
+        api.clone(),
+        "default",
+        "trnkit-deploy",
+        &holder("deploy"),
+        false,
+        quick(),
+    )
+    .await
+    .unwrap();
     // Longer than the lease's duration: the holder's renewals keep it alive.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let error = LeaseLock::acquire(api.clone(), "default", "trnkit-deploy", &holder("deploy"), false, quick())
-        .await
-        .unwrap_err();
+    let error = LeaseLock::acquire(
+        api.clone(),
+        "default",
+        "trnkit-deploy",
+        &holder("deploy"),
+        false,
+        quick(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, LockError::Held { .. }), "{error}");
     assert!(error.to_string().contains("ana@build-1"), "{error}");
     first.release().await;
-    let second = LeaseLock::acquire(api.clone(), "default", "trnkit-deploy", &holder("deploy"), false, quick())
-        .await
-        .expect("free once released");
+    let second = LeaseLock::acquire(
+        api.clone(),
+        "default",
+        "trnkit-deploy",
+        &holder("deploy"),
+        false,
+        quick(),
+    )
+    .await
+    .expect("free once released");
     second.release().await;
 }
 
@@ -92,16 +118,34 @@ async fn a_second_deploy_is_refused_while_the_lease_is_held_and_renewed() {
 async fn the_lease_of_a_killed_run_is_taken_over_once_it_expires() {
     let server = FakeApiServer::builder().kind(lease_kind()).start().await;
     let api: Api<Lease> = Api::namespaced(server.client(), "default");
-    let killed = LeaseLock::acquire(api.clone(), "default", "trnkit-deploy", &holder("killed"), false, quick())
-        .await
-        .unwrap();
+    let killed = LeaseLock::acquire(
+        api.clone(),
+        "default",
+        "trnkit-deploy",
+        &holder("killed"),
+        false,
+        quick(),
+    )
+    .await
+    .unwrap();
     // Killed: it stops renewing without deleting the Lease.
     drop(killed);
     let started = std::time::Instant::now();
-    let taken = LeaseLock::acquire(api.clone(), "default", "trnkit-deploy", &holder("next"), true, quick())
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
+    let taken = LeaseLock::acquire(
+        api.clone(),
+        "default",
+        "trnkit-deploy",
+        &holder("next"),
+        true,
+        quick(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     let lease = api.get("trnkit-deploy").await.unwrap();
     let spec = lease.spec.unwrap();
     assert!(spec.holder_identity.unwrap().contains("`next`"));

@@ -38,7 +38,14 @@ async fn context_chooses_the_server_of_that_context() {
     let path_arg = path.display().to_string();
 
     let cli = Cli::try_parse_from([
-        "xtask", "--kubeconfig", &path_arg, "--context", "second", "-n", "ml", "status",
+        "xtask",
+        "--kubeconfig",
+        &path_arg,
+        "--context",
+        "second",
+        "-n",
+        "ml",
+        "status",
     ])
     .unwrap();
     let mut config = Config::default();
@@ -46,8 +53,14 @@ async fn context_chooses_the_server_of_that_context() {
     assert_eq!(config.cluster.kube_context, "second");
     assert_eq!(config.cluster.namespace, "ml");
     super::client(&config).await.unwrap();
-    assert!(first.requests().is_empty(), "the current context's server is not asked");
-    assert!(!second.requests().is_empty(), "the chosen context's server is asked");
+    assert!(
+        first.requests().is_empty(),
+        "the current context's server is not asked"
+    );
+    assert!(
+        !second.requests().is_empty(),
+        "the chosen context's server is asked"
+    );
 
     // Without --context, the kubeconfig's current context.
     let cli = Cli::try_parse_from(["xtask", "--kubeconfig", &path_arg, "status"]).unwrap();
@@ -61,7 +74,11 @@ async fn context_chooses_the_server_of_that_context() {
 async fn an_unknown_context_is_named_with_how_to_list_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
-    fs_err::write(&path, kubeconfig("http://127.0.0.1:1", "http://127.0.0.1:2")).unwrap();
+    fs_err::write(
+        &path,
+        kubeconfig("http://127.0.0.1:1", "http://127.0.0.1:2"),
+    )
+    .unwrap();
     let mut config = Config::default();
     config.cluster.kubeconfig = Some(path);
     config.cluster.kube_context = "nope".to_owned();
