@@ -1,6 +1,9 @@
-//! The staging Job: checks out the pinned training code onto the shared file system, stages
+//! The staging Jobs: checks out the pinned training code onto the shared file system, stages
 //! the tokenizer and the dataset with `trnkit-stage`, then tokenizes — in one pod on CPU nodes,
-//! as init containers in order.
+//! as init containers in order, or (`data.shards` > 1) in an Indexed Job of shard pods whose
+//! datasets a merge Job joins — and the read-only check Jobs.
+//!
+//! Every `trnkit-stage` command line is built by [`StageCommand::argv`] from a typed command.
 //!
 //! Pure. The HuggingFace token reaches the pod only through a Secret reference (`HF_TOKEN`,
 //! optional, for gated repositories); no value is in the manifest. Every path comes from the
@@ -12,8 +15,8 @@ use std::collections::BTreeMap;
 use fsx::SharedLayout;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -43,6 +46,212 @@ fn file_name(path: &std::path::Path) -> String {
 pub const SHARDS_JOB_NAME: &str = "trnkit-tokenize";
 /// The Job that merges the shards' datasets (`data.shards` > 1).
 pub const MERGE_JOB_NAME: &str = "trnkit-merge";
+/// The environment variable (and kubelet expansion) of an Indexed Job pod's completion index.
+pub const COMPLETION_INDEX: &str = "$(JOB_COMPLETION_INDEX)";
+
+/// A `trnkit-stage` command line, typed: every Job's command is built from one of these by
+/// [`StageCommand::argv`], never patched by position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageCommand {
+    /// `trnkit-stage stage`: the tokenizer and the dataset onto the shared file system.
+    Stage(StageArgv),
+    /// `trnkit-stage tokenize`.
+    Tokenize(TokenizeArgv),
+    /// `trnkit-stage dataset merge`.
+    Merge {
+        /// The merged dataset's prefix.
+        output: String,
+        /// The parts, in order.
+        parts: Vec<String>,
+        /// Remove the parts once the merged dataset is complete and verified.
+        remove_parts: bool,
+    },
+    /// `trnkit-stage --quiet dataset fingerprint`.
+    Fingerprint {
+        /// The dataset prefixes.
+        prefixes: Vec<String>,
+    },
+    /// `trnkit-stage cache inspect --coverage-only --json`.
+    CacheCoverage {
+        /// The compile cache's root.
+        root: String,
+        /// The `NEURON_CC_FLAGS` to check.
+        flags: String,
+    },
+}
+
+/// The arguments of `trnkit-stage stage`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageArgv {
+    /// `--target`.
+    pub target: String,
+    /// `--tokenizer` (a directory or a Hub repository).
+    pub tokenizer: String,
+    /// `--tokenizer-revision`.
+    pub tokenizer_revision: String,
+    /// `--tokenizer-dir-name`.
+    pub tokenizer_dir_name: String,
+    /// `--dataset` (a Hub repository or local paths).
+    pub dataset: String,
+    /// `--dataset-revision`.
+    pub dataset_revision: String,
+    /// `--merge-to`.
+    pub merge_to: String,
+}
+
+/// The arguments of `trnkit-stage tokenize`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenizeArgv {
+    /// `--input`.
+    pub inputs: Vec<String>,
+    /// `--output-prefix`.
+    pub output_prefix: String,
+    /// `--tokenizer`.
+    pub tokenizer_dir: String,
+    /// `--mode`.
+    pub mode: pipeline::Mode,
+    /// `--workers`.
+    pub workers: u32,
+    /// `--json-keys`.
+    pub json_keys: Vec<String>,
+    /// `--append-eod`.
+    pub append_eod: bool,
+    /// `--need-pad-id`.
+    pub need_pad_id: bool,
+    /// `--shard I/N`, where `I` may be [`COMPLETION_INDEX`].
+    pub shard: Option<String>,
+}
+
+impl StageCommand {
+    /// The command line, `trnkit-stage` first.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec!["trnkit-stage".to_owned()];
+        let mut push = |words: &[&str]| argv.extend(words.iter().map(|word| (*word).to_owned()));
+        match self {
+            StageCommand::Stage(stage) => push(&[
+                "stage",
+                "--target",
+                &stage.target,
+                "--tokenizer",
+                &stage.tokenizer,
+                "--tokenizer-revision",
+                &stage.tokenizer_revision,
+                "--tokenizer-dir-name",
+                &stage.tokenizer_dir_name,
+                "--dataset",
+                &stage.dataset,
+                "--dataset-revision",
+                &stage.dataset_revision,
+                "--merge-to",
+                &stage.merge_to,
+            ]),
+            StageCommand::Tokenize(tokenize) => {
+                push(&["tokenize", "--no-progress", "--input"]);
+                push(
+                    &tokenize
+                        .inputs
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
+                );
+                push(&[
+                    "--output-prefix",
+                    &tokenize.output_prefix,
+                    "--tokenizer",
+                    &tokenize.tokenizer_dir,
+                    "--mode",
+                    &tokenize.mode.to_string(),
+                    "--workers",
+                    &tokenize.workers.to_string(),
+                    "--json-keys",
+                ]);
+                push(
+                    &tokenize
+                        .json_keys
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
+                );
+                if tokenize.append_eod {
+                    push(&["--append-eod"]);
+                }
+                if tokenize.need_pad_id {
+                    push(&["--need-pad-id"]);
+                }
+                if let Some(shard) = &tokenize.shard {
+                    push(&["--shard", shard]);
+                }
+            }
+            StageCommand::Merge {
+                output,
+                parts,
+                remove_parts,
+            } => {
+                push(&["dataset", "merge"]);
+                if *remove_parts {
+                    push(&["--remove-parts"]);
+                }
+                push(&["--output", output]);
+                push(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            StageCommand::Fingerprint { prefixes } => {
+                push(&["--quiet", "dataset", "fingerprint"]);
+                push(&prefixes.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            StageCommand::CacheCoverage { root, flags } => push(&[
+                "cache",
+                "inspect",
+                "--root",
+                root,
+                "--flags",
+                flags,
+                "--no-sizes",
+                "--coverage-only",
+                "--json",
+                "--quiet",
+            ]),
+        }
+        argv
+    }
+}
+
+/// The prefix shard `index` of `count` writes: `{output_prefix}.shard-{index}-of-{count}`.
+pub fn shard_output_prefix(output_prefix: &str, index: &str, count: u32) -> String {
+    format!("{output_prefix}.shard-{index}-of-{count}")
+}
+
+/// The dataset prefix the tokenization of `key` writes under `output_prefix`.
+pub fn dataset_prefix(output_prefix: &str, key: &str) -> String {
+    format!("{output_prefix}_{key}_document")
+}
+
+/// The dataset prefixes the shards produce for `key`, in merge order.
+pub fn shard_prefixes(output_prefix: &str, key: &str, shards: u32) -> Vec<String> {
+    (0..shards)
+        .map(|i| {
+            dataset_prefix(
+                &shard_output_prefix(output_prefix, &i.to_string(), shards),
+                key,
+            )
+        })
+        .collect()
+}
+
+/// The tokenization every staging layout runs, before sharding.
+fn tokenize_argv(config: &Config, layout: &SharedLayout) -> TokenizeArgv {
+    let data = &config.data;
+    TokenizeArgv {
+        inputs: vec![text(layout.merged_jsonl())],
+        output_prefix: text(layout.output_prefix()),
+        tokenizer_dir: text(layout.tokenizer_dir()),
+        mode: data.pipeline_mode(),
+        workers: data.tokenize_workers,
+        json_keys: data.json_keys.clone(),
+        append_eod: data.append_eod,
+        need_pad_id: data.need_pad_id,
+        shard: None,
+    }
+}
 
 /// The Jobs of the staging step, to run one after the other: with `data.shards = 1` the one
 /// staging Job (checkout, stage, tokenize); with more, the staging Job (checkout, stage), the
@@ -61,41 +270,23 @@ pub fn jobs(
         return Ok(vec![staging, check]);
     }
     let data = &config.data;
-    let shards = pipeline::job::ShardJobConfig {
-        name: SHARDS_JOB_NAME.to_owned(),
-        namespace: config.cluster.namespace.clone(),
-        image: stager_image.to_owned(),
-        shards: data.shards,
-        parallelism: data.shards,
-        claim_name: config.storage.claim_name.clone(),
-        mount_path: text(layout.root().to_path_buf()),
-        inputs: vec![text(layout.merged_jsonl())],
-        tokenizer_dir: text(layout.tokenizer_dir()),
-        output_prefix: text(layout.output_prefix()),
-        json_keys: data.json_keys.clone(),
-        mode: data.pipeline_mode(),
-        append_eod: data.append_eod,
-        need_pad_id: data.need_pad_id,
-        workers_per_pod: data.tokenize_workers,
-        cpu: data.staging_cpu.clone(),
-        memory: data.staging_memory.clone(),
-        backoff_limit_per_index: 2,
-    };
+    let output_prefix = text(layout.output_prefix());
     let parts = Parts { config, layout };
     let mut merges: Vec<Container> = data
         .json_keys
         .iter()
         .enumerate()
         .map(|(index, key)| {
-            let mut command = vec!["trnkit-stage".to_owned()];
-            command.extend(pipeline::job::merge_args(&shards, key));
-            // `trnkit-stage dataset merge --remove-parts --output ...`: the shards go once the
-            // merged dataset is complete.
-            command.insert(3, "--remove-parts".to_owned());
+            // The shards go once the merged dataset is complete and verified.
+            let merge = StageCommand::Merge {
+                output: dataset_prefix(&output_prefix, key),
+                parts: shard_prefixes(&output_prefix, key, data.shards),
+                remove_parts: true,
+            };
             parts.container(
                 &format!("merge-{index}"),
                 stager_image,
-                command,
+                merge.argv(),
                 None,
                 ("1", "1Gi"),
             )
@@ -104,7 +295,7 @@ pub fn jobs(
     let last = merges.pop().context("data.json_keys is empty")?;
     Ok(vec![
         staging,
-        pipeline::job::shard_job(&shards),
+        shard_job(config, layout, stager_image),
         parts.job(MERGE_JOB_NAME, 1, merges, last),
         check,
     ])
@@ -129,7 +320,10 @@ fn shard_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job 
     ]);
     let resources = BTreeMap::from([
         ("cpu".to_owned(), Quantity(data.staging_cpu.to_string())),
-        ("memory".to_owned(), Quantity(data.staging_memory.to_string())),
+        (
+            "memory".to_owned(),
+            Quantity(data.staging_memory.to_string()),
+        ),
     ]);
     let container = Container {
         name: "tokenize".into(),
@@ -225,47 +419,17 @@ fn job(
          echo \"neuronx-nemo-megatron at $(git -C \"$dir\" rev-parse HEAD)\"\n",
         reference = config.image.nemo_ref,
     );
-    let stage = vec![
-        "trnkit-stage".to_owned(),
-        "stage".to_owned(),
-        "--target".to_owned(),
-        text(layout.root().to_path_buf()),
-        "--tokenizer".to_owned(),
-        data.tokenizer.clone(),
-        "--tokenizer-revision".to_owned(),
-        data.tokenizer_revision.clone(),
-        "--tokenizer-dir-name".to_owned(),
-        file_name(&layout.tokenizer_dir()),
-        "--dataset".to_owned(),
-        data.dataset.clone(),
-        "--dataset-revision".to_owned(),
-        data.dataset_revision.clone(),
-        "--merge-to".to_owned(),
-        file_name(&layout.merged_jsonl()),
-    ];
-    let mut tokenize = vec![
-        "trnkit-stage".to_owned(),
-        "tokenize".to_owned(),
-        "--no-progress".to_owned(),
-        "--input".to_owned(),
-        text(layout.merged_jsonl()),
-        "--output-prefix".to_owned(),
-        text(layout.output_prefix()),
-        "--tokenizer".to_owned(),
-        text(layout.tokenizer_dir()),
-        "--mode".to_owned(),
-        data.mode.clone(),
-        "--workers".to_owned(),
-        data.tokenize_workers.to_string(),
-        "--json-keys".to_owned(),
-    ];
-    tokenize.extend(data.json_keys.iter().cloned());
-    if data.append_eod {
-        tokenize.push("--append-eod".to_owned());
-    }
-    if data.need_pad_id {
-        tokenize.push("--need-pad-id".to_owned());
-    }
+    let stage = StageCommand::Stage(StageArgv {
+        target: text(layout.root().to_path_buf()),
+        tokenizer: data.tokenizer.clone(),
+        tokenizer_revision: data.tokenizer_revision.clone(),
+        tokenizer_dir_name: file_name(&layout.tokenizer_dir()),
+        dataset: data.dataset.clone(),
+        dataset_revision: data.dataset_revision.clone(),
+        merge_to: file_name(&layout.merged_jsonl()),
+    })
+    .argv();
+    let tokenize = StageCommand::Tokenize(tokenize_argv(config, layout)).argv();
     let hf_token = EnvVar {
         name: "HF_TOKEN".to_owned(),
         value: None,
@@ -318,19 +482,16 @@ pub const DATASET_CHECK_JOB_NAME: &str = "trnkit-dataset-check";
 /// (`trnkit-stage dataset fingerprint`, one JSON line in its log): after staging, deploy records
 /// the answer; on a re-run, staging is skipped only while the answer is unchanged. It only reads.
 pub fn dataset_check_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
-    let mut command = vec![
-        "trnkit-stage".to_owned(),
-        "--quiet".to_owned(),
-        "dataset".to_owned(),
-        "fingerprint".to_owned(),
-    ];
-    command.extend(
-        config
+    let output_prefix = text(layout.output_prefix());
+    let command = StageCommand::Fingerprint {
+        prefixes: config
             .data
             .json_keys
             .iter()
-            .map(|key| format!("{}_{key}_document", text(layout.output_prefix()))),
-    );
+            .map(|key| dataset_prefix(&output_prefix, key))
+            .collect(),
+    }
+    .argv();
     let parts = Parts { config, layout };
     parts.job(
         DATASET_CHECK_JOB_NAME,
@@ -350,19 +511,11 @@ pub const CHECK_CONTAINER: &str = "check";
 /// --coverage-only --json` with the stager image, on CPU nodes. Its log's last line is the
 /// answer deploy reads ([`crate::cli::cache`] documents the shape). It only reads.
 pub fn cache_check_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
-    let command = vec![
-        "trnkit-stage".to_owned(),
-        "cache".to_owned(),
-        "inspect".to_owned(),
-        "--root".to_owned(),
-        text(layout.compile_cache()),
-        "--flags".to_owned(),
-        config.training.neuron_cc_flags.clone(),
-        "--no-sizes".to_owned(),
-        "--coverage-only".to_owned(),
-        "--json".to_owned(),
-        "--quiet".to_owned(),
-    ];
+    let command = StageCommand::CacheCoverage {
+        root: text(layout.compile_cache()),
+        flags: config.training.neuron_cc_flags.clone(),
+    }
+    .argv();
     let parts = Parts { config, layout };
     parts.job(
         CACHE_CHECK_JOB_NAME,

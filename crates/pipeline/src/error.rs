@@ -78,6 +78,30 @@ pub enum Error {
         message: String,
     },
 
+    /// A line of the input is longer than the run allows (`max_line_bytes`).
+    #[error(
+        "{file}:{line}: the line is longer than {limit} bytes (--max-line-bytes); raise the limit if such documents are expected, or remove the line"
+    )]
+    LineTooLong {
+        /// The input file.
+        file: PathBuf,
+        /// The 1-based line number.
+        line: u64,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// Another run holds the lock of an output.
+    #[error(
+        "{path} is held by {holder}: another run is writing the same output; wait for it to end, or pass --wait to wait for it"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it (pid, host, command, start time), as its record says.
+        holder: String,
+    },
+
     /// The inputs held no document at all.
     #[error("the input has no documents ({inputs}); check the paths and globs")]
     EmptyInput {

@@ -8,15 +8,22 @@
 //!
 //! The writer keeps nothing per sequence in memory: lengths and document boundaries go to
 //! side files that are streamed into the `.idx` when the dataset is finished, so memory stays
-//! flat whatever the corpus size. Every output is written under a `.partial` name; `finish`
-//! removes any old `.idx` first, renames the `.bin`, then the `.idx`, so a killed run never leaves
-//! a pair that looks complete.
+//! flat whatever the corpus size. Every output is written under a temporary name unique to the
+//! run (`{prefix}.bin.{pid}-{nonce}.partial`); `finish` removes any old `.idx` first, renames the
+//! `.bin`, then the `.idx`, so a killed run never leaves a pair that looks complete. A writer
+//! holds the prefix's lock ([`crate::lock`]) from `create` until it is finished or dropped, and
+//! removes the partial files that killed runs left.
+//!
+//! Reading: every count and offset that comes from a file is checked arithmetic (a header may
+//! announce 2^62 sequences), and nothing is allocated from a count the file's length does not
+//! back.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::lock::{LockOptions, OutputLock};
 
 /// The 9-byte magic at the start of every `.idx`.
 pub const MAGIC: &[u8; 9] = b"MMIDIDX\x00\x00";
@@ -184,6 +191,8 @@ pub struct DatasetWriter {
     tokens: u64,
     scratch: Vec<u8>,
     finished: bool,
+    // Released after `Drop::drop` removed the partial files (fields drop after it).
+    _lock: OutputLock,
 }
 
 #[derive(Debug)]
@@ -194,22 +203,99 @@ struct PartialPaths {
     docs: PathBuf,
 }
 
+/// The kinds of partial file a writer makes.
+const PARTIAL_KINDS: [&str; 4] = ["bin", "idx", "sizes", "docs"];
+
 impl PartialPaths {
+    /// Names unique to this run: `{prefix}.{kind}.{pid}-{nonce}.partial`.
     fn new(prefix: &Path) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // `RandomState` is seeded randomly per process and per instance.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let run = format!("{}-{:016x}", std::process::id(), hasher.finish());
+        let name = |kind: &str| with_suffix(prefix, &format!(".{kind}.{run}.partial"));
         PartialPaths {
-            bin: with_suffix(prefix, ".bin.partial"),
-            idx: with_suffix(prefix, ".idx.partial"),
-            sizes: with_suffix(prefix, ".sizes.partial"),
-            docs: with_suffix(prefix, ".docs.partial"),
+            bin: name("bin"),
+            idx: name("idx"),
+            sizes: name("sizes"),
+            docs: name("docs"),
         }
     }
+}
+
+/// Whether `file_name` is a partial file of the dataset named `prefix_name`: the old fixed
+/// names (`{prefix}.bin.partial`) or a run's (`{prefix}.bin.{pid}-{nonce}.partial`).
+fn is_partial_of(file_name: &str, prefix_name: &str) -> bool {
+    let Some(rest) = file_name
+        .strip_prefix(prefix_name)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".partial"))
+    else {
+        return false;
+    };
+    let (kind, run) = rest.split_once('.').unwrap_or((rest, ""));
+    PARTIAL_KINDS.contains(&kind)
+        && (run.is_empty()
+            || run.split_once('-').is_some_and(|(pid, nonce)| {
+                !pid.is_empty()
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+                    && !nonce.is_empty()
+                    && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+            }))
+}
+
+/// Removes the partial files of `prefix` that killed runs left; call it holding the lock.
+fn remove_stale_partials(prefix: &Path) -> Result<()> {
+    let Some(prefix_name) = prefix.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let dir = match prefix.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| is_partial_of(name, prefix_name))
+        {
+            tracing::info!(file = %entry.path().display(), "removing a partial file a killed run left");
+            remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 const BUF: usize = 1 << 20;
 
 impl DatasetWriter {
-    /// Starts a dataset at `prefix` (the outputs will be `{prefix}.bin` and `{prefix}.idx`).
+    /// Starts a dataset at `prefix` (the outputs will be `{prefix}.bin` and `{prefix}.idx`),
+    /// taking its lock; fails at once when another run holds it.
     pub fn create(prefix: &Path, dtype: DType) -> Result<Self> {
+        let lock = OutputLock::acquire(prefix, &LockOptions::default())?;
+        Self::create_locked(prefix, dtype, lock)
+    }
+
+    /// Starts a dataset at `prefix` with its lock already taken (see [`OutputLock::acquire_all`]).
+    pub fn create_locked(prefix: &Path, dtype: DType, lock: OutputLock) -> Result<Self> {
+        if lock.target() != prefix {
+            return Err(Error::Config(format!(
+                "the lock of {} does not cover {}",
+                lock.target().display(),
+                prefix.display()
+            )));
+        }
         if !matches!(
             dtype,
             DType::U16 | DType::I32 | DType::U8 | DType::I16 | DType::I64
@@ -222,6 +308,7 @@ impl DatasetWriter {
         if let Some(parent) = prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs_err::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
         }
+        remove_stale_partials(prefix)?;
         let paths = PartialPaths::new(prefix);
         let bin = BufWriter::with_capacity(BUF, create_file(&paths.bin)?);
         let sizes = BufWriter::with_capacity(BUF / 4, create_file(&paths.sizes)?);
@@ -240,6 +327,7 @@ impl DatasetWriter {
             tokens: 0,
             scratch: Vec::new(),
             finished: false,
+            _lock: lock,
         })
     }
 
@@ -344,7 +432,7 @@ impl DatasetWriter {
         self.bin
             .write_all(&self.scratch)
             .map_err(|e| Error::io("write", &self.paths.bin, e))?;
-        self.tokens += tokens.len() as u64;
+        self.tokens = self.tokens.saturating_add(tokens.len() as u64);
         Ok(())
     }
 
@@ -362,7 +450,8 @@ impl DatasetWriter {
     }
 
     fn end_document(&mut self) -> Result<()> {
-        let boundary = self.sequences as i64;
+        let boundary = i64::try_from(self.sequences)
+            .map_err(|_| Error::Config("more sequences than an int64 index holds".into()))?;
         self.docs
             .write_all(&boundary.to_le_bytes())
             .map_err(|e| Error::io("write", &self.paths.docs, e))?;
@@ -400,7 +489,8 @@ impl DatasetWriter {
                 .map_err(|e| Error::io("write", &self.paths.sizes, e))?;
         }
         // Document index, shifted; its leading 0 is our previous last boundary.
-        let base = self.sequences as i64;
+        let base = i64::try_from(self.sequences)
+            .map_err(|_| Error::Config("more sequences than an int64 index holds".into()))?;
         let mut reader = index.section_reader(Section::DocIdx)?;
         let mut buf = [0u8; 8];
         for i in 0..index.doc_entries {
@@ -410,24 +500,39 @@ impl DatasetWriter {
             if i == 0 {
                 continue;
             }
-            let shifted = i64::from_le_bytes(buf) + base;
+            let shifted = i64::from_le_bytes(buf).checked_add(base).ok_or_else(|| {
+                Error::invalid(
+                    &index.idx_path,
+                    format!("document index entry {i} overflows once shifted by {base}"),
+                )
+            })?;
             self.docs
                 .write_all(&shifted.to_le_bytes())
                 .map_err(|e| Error::io("write", &self.paths.docs, e))?;
         }
-        self.sequences += index.sequences;
-        self.documents += index.doc_entries.saturating_sub(1);
+        self.sequences = self
+            .sequences
+            .checked_add(index.sequences)
+            .ok_or_else(|| Error::invalid(&index.idx_path, "too many sequences in total"))?;
+        self.documents = self
+            .documents
+            .saturating_add(index.doc_entries.saturating_sub(1));
         // Tokens.
         let mut bin = open_file(&index.bin_path)?;
         let copied = std::io::copy(&mut bin, &mut self.bin)
             .map_err(|e| Error::io("copy", &index.bin_path, e))?;
-        self.tokens += copied / self.dtype.size();
+        self.tokens = self.tokens.saturating_add(copied / self.dtype.size());
         Ok(())
     }
 
     /// Writes the `.idx`, then renames both files into place.
     pub fn finish(mut self) -> Result<DatasetSummary> {
-        let paths = PartialPaths::new(&self.prefix);
+        let paths = PartialPaths {
+            bin: self.paths.bin.clone(),
+            idx: self.paths.idx.clone(),
+            sizes: self.paths.sizes.clone(),
+            docs: self.paths.docs.clone(),
+        };
         flush_sync(&mut self.bin, &paths.bin)?;
         flush_sync(&mut self.sizes, &paths.sizes)?;
         flush_sync(&mut self.docs, &paths.docs)?;
@@ -438,7 +543,7 @@ impl DatasetWriter {
         idx.write_all(&VERSION.to_le_bytes()).map_err(werr)?;
         idx.write_all(&[self.dtype.code()]).map_err(werr)?;
         idx.write_all(&self.sequences.to_le_bytes()).map_err(werr)?;
-        idx.write_all(&(self.documents + 1).to_le_bytes())
+        idx.write_all(&self.documents.saturating_add(1).to_le_bytes())
             .map_err(werr)?;
         // Sizes, copied.
         let mut sizes = BufReader::with_capacity(BUF / 4, open_file(&paths.sizes)?);
@@ -453,7 +558,12 @@ impl DatasetWriter {
                 .read_exact(&mut buf)
                 .map_err(|e| Error::io("read", &paths.sizes, e))?;
             idx.write_all(&pointer.to_le_bytes()).map_err(werr)?;
-            pointer += i64::from(i32::from_le_bytes(buf)) * item;
+            pointer = i64::from(i32::from_le_bytes(buf))
+                .checked_mul(item)
+                .and_then(|bytes| pointer.checked_add(bytes))
+                .ok_or_else(|| {
+                    Error::invalid(&paths.bin, "the .bin exceeds the int64 byte pointers")
+                })?;
         }
         // Document index, copied.
         let mut docs = BufReader::with_capacity(BUF / 4, open_file(&paths.docs)?);
@@ -502,18 +612,172 @@ fn flush_sync(writer: &mut BufWriter<File>, path: &Path) -> Result<()> {
         .map_err(|e| Error::io("sync", path, e))
 }
 
+/// `34 + 12·N + 8·M`, or `None` when it overflows.
+fn layout_len(sequences: u64, doc_entries: u64) -> Option<u64> {
+    sequences
+        .checked_mul(12)?
+        .checked_add(doc_entries.checked_mul(8)?)?
+        .checked_add(HEADER_LEN)
+}
+
 /// Merges datasets (same dtype) into `output`, in the given order: the result equals a single
-/// run over the concatenated inputs.
+/// run over the concatenated inputs. Takes the locks with the default [`LockOptions`] and keeps
+/// the parts; see [`merge_with`].
 pub fn merge(parts: &[PathBuf], output: &Path) -> Result<DatasetSummary> {
+    merge_with(parts, output, &MergeOptions::default()).map(|report| report.summary)
+}
+
+/// Options of [`merge_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeOptions {
+    /// Remove the parts' `.idx` and `.bin` once the merged dataset is complete and verified.
+    pub remove_parts: bool,
+    /// How to take the locks of the output and the parts.
+    pub lock: LockOptions,
+}
+
+/// What [`merge_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MergeReport {
+    /// The merged dataset, as re-read from disk.
+    pub summary: DatasetSummary,
+    /// The parts removed (with `remove_parts`), in order.
+    pub removed: Vec<PathBuf>,
+}
+
+/// A file's identity: `(device, inode)`.
+fn identity(path: &Path) -> Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some((meta.dev(), meta.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("stat", path, e)),
+    }
+}
+
+/// The identities of a dataset's `.idx` and `.bin` (those that exist).
+fn dataset_identities(prefix: &Path) -> Result<Vec<(u64, u64)>> {
+    let (bin, idx) = dataset_paths(prefix);
+    Ok([identity(&idx)?, identity(&bin)?]
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Merges datasets (same dtype) into `output`, in the given order, holding the locks of the
+/// output and of every part. Files are compared by identity (device and inode), not by name:
+/// an output that is one of the parts (`./s0` and `s0`, a link) is refused before anything is
+/// written. The merged dataset is re-read and checked against the parts' counts before any part
+/// is removed.
+pub fn merge_with(parts: &[PathBuf], output: &Path, options: &MergeOptions) -> Result<MergeReport> {
     let Some(first) = parts.first() else {
         return Err(Error::Config("merge needs at least one dataset".into()));
     };
-    let dtype = IndexReader::open(first)?.dtype;
-    let mut writer = DatasetWriter::create(output, dtype)?;
+    let output_ids = dataset_identities(output)?;
+    // The parts, each once (by the identity of its .idx), in order.
+    let mut distinct: Vec<(&PathBuf, (u64, u64))> = Vec::new();
     for part in parts {
-        writer.append_dataset(part)?;
+        let (_, idx) = dataset_paths(part);
+        let id = identity(&idx)?.ok_or_else(|| {
+            Error::io(
+                "open",
+                &idx,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such dataset part"),
+            )
+        })?;
+        if dataset_identities(part)?
+            .iter()
+            .any(|id| output_ids.contains(id))
+        {
+            return Err(Error::Config(format!(
+                "the output {} is the part {} (the same files on disk): merging would overwrite a part{}; choose another output",
+                output.display(),
+                part.display(),
+                if options.remove_parts {
+                    " and --remove-parts would then delete the result"
+                } else {
+                    ""
+                }
+            )));
+        }
+        match distinct.iter().find(|(_, seen)| *seen == id) {
+            Some((seen, _)) if options.remove_parts => {
+                return Err(Error::Config(format!(
+                    "{} and {} are the same dataset; a part listed twice cannot be removed after the merge",
+                    seen.display(),
+                    part.display()
+                )));
+            }
+            Some(_) => {}
+            None => distinct.push((part, id)),
+        }
     }
-    writer.finish()
+    let mut targets: Vec<PathBuf> = distinct.iter().map(|(part, _)| (*part).clone()).collect();
+    targets.push(output.to_owned());
+    let mut locks = OutputLock::acquire_all(&targets, &options.lock)?;
+    let output_lock = locks
+        .iter()
+        .position(|lock| lock.target() == output)
+        .map(|at| locks.swap_remove(at))
+        .ok_or_else(|| Error::Config("the output's lock is missing".into()))?;
+
+    let mut expected = (0u64, 0u64, 0u64, 0u64); // sequences, documents, tokens, .bin bytes
+    let dtype = IndexReader::open(first)?.dtype;
+    let mut writer = DatasetWriter::create_locked(output, dtype, output_lock)?;
+    for part in parts {
+        let index = IndexReader::open(part)?;
+        writer.append_dataset(part)?;
+        let bin_len = std::fs::metadata(&index.bin_path)
+            .map_err(|e| Error::io("stat", &index.bin_path, e))?
+            .len();
+        expected = (
+            expected.0.saturating_add(index.sequences),
+            expected
+                .1
+                .saturating_add(index.doc_entries.saturating_sub(1)),
+            expected.2.saturating_add(bin_len / dtype.size()),
+            expected.3.saturating_add(bin_len),
+        );
+    }
+    let summary = writer.finish()?;
+
+    // Re-read what is on disk before anything is removed.
+    let merged = IndexReader::open(output)?;
+    let report = merged.verify()?;
+    let found = (
+        merged.sequences,
+        merged.doc_entries.saturating_sub(1),
+        report.tokens,
+        report.bin_len,
+    );
+    if let Some(problem) = report.problems.first() {
+        return Err(Error::invalid(
+            &merged.idx_path,
+            format!("the merged dataset does not verify ({problem}); the parts are kept"),
+        ));
+    }
+    if found != expected {
+        return Err(Error::invalid(
+            &merged.idx_path,
+            format!(
+                "the merged dataset holds {} sequences, {} documents, {} tokens and {} bytes of .bin, the parts together {}, {}, {} and {}; the parts are kept",
+                found.0, found.1, found.2, found.3, expected.0, expected.1, expected.2, expected.3
+            ),
+        ));
+    }
+
+    let mut removed = Vec::new();
+    if options.remove_parts {
+        for (part, _) in &distinct {
+            let (bin, idx) = dataset_paths(part);
+            // The .idx first: a part without it no longer looks complete.
+            remove_if_exists(&idx)?;
+            remove_if_exists(&bin)?;
+            removed.push((*part).clone());
+        }
+    }
+    drop(locks);
+    Ok(MergeReport { summary, removed })
 }
 
 /// One section of the `.idx`.
@@ -599,6 +863,14 @@ impl IndexReader {
         })?;
         let sequences = u64::from_le_bytes(header[18..26].try_into().expect("8 bytes"));
         let doc_entries = u64::from_le_bytes(header[26..34].try_into().expect("8 bytes"));
+        if layout_len(sequences, doc_entries).is_none() {
+            return Err(Error::invalid(
+                &idx_path,
+                format!(
+                    "the header announces {sequences} sequences and {doc_entries} document-index entries, more than any file can hold ({idx_len} bytes here): not a valid index"
+                ),
+            ));
+        }
         Ok(IndexReader {
             idx_path,
             bin_path,
@@ -609,23 +881,46 @@ impl IndexReader {
         })
     }
 
-    fn section_offset(&self, section: Section) -> u64 {
+    /// Where `section` starts; `None` when the header's counts put it past any file.
+    fn section_offset(&self, section: Section) -> Option<u64> {
         match section {
-            Section::Sizes => HEADER_LEN,
-            Section::Pointers => HEADER_LEN + 4 * self.sequences,
-            Section::DocIdx => HEADER_LEN + 12 * self.sequences,
+            Section::Sizes => Some(HEADER_LEN),
+            Section::Pointers => self.sequences.checked_mul(4)?.checked_add(HEADER_LEN),
+            Section::DocIdx => self.sequences.checked_mul(12)?.checked_add(HEADER_LEN),
         }
     }
 
-    /// The expected `.idx` length for a text dataset.
+    /// The expected `.idx` length for a text dataset (`u64::MAX` when the header's counts
+    /// overflow, which [`IndexReader::open`] refuses).
     pub fn expected_len(&self) -> u64 {
-        HEADER_LEN + 12 * self.sequences + 8 * self.doc_entries
+        layout_len(self.sequences, self.doc_entries).unwrap_or(u64::MAX)
+    }
+
+    /// Fails unless the `.idx` is long enough for everything its header announces.
+    fn check_complete(&self) -> Result<()> {
+        let expected = self.expected_len();
+        if self.idx_len < expected {
+            return Err(Error::invalid(
+                &self.idx_path,
+                format!(
+                    "the .idx is truncated: {} bytes, the header announces {} sequences and {} document-index entries ({expected} bytes); re-create the dataset",
+                    self.idx_len, self.sequences, self.doc_entries
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A buffered reader positioned at the start of `section`.
     pub fn section_reader(&self, section: Section) -> Result<BufReader<File>> {
+        let offset = self.section_offset(section).ok_or_else(|| {
+            Error::invalid(
+                &self.idx_path,
+                "the header's counts overflow the file layout",
+            )
+        })?;
         let mut file = open_file(&self.idx_path)?;
-        file.seek(SeekFrom::Start(self.section_offset(section)))
+        file.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::io("seek", &self.idx_path, e))?;
         Ok(BufReader::with_capacity(BUF / 4, file))
     }
@@ -637,8 +932,10 @@ impl IndexReader {
             Section::DocIdx => self.doc_entries,
             Section::Sizes => return Err(Error::Config("sizes are int32".into())),
         };
+        // The counts are backed by the file's length from here on.
+        self.check_complete()?;
         let mut reader = self.section_reader(section)?;
-        let mut out = Vec::with_capacity(count as usize);
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut buf = [0u8; 8];
         for _ in 0..count {
             reader
@@ -651,8 +948,9 @@ impl IndexReader {
 
     /// Reads the sequence lengths into memory.
     pub fn read_sizes(&self) -> Result<Vec<i32>> {
+        self.check_complete()?;
         let mut reader = self.section_reader(Section::Sizes)?;
-        let mut out = Vec::with_capacity(self.sequences as usize);
+        let mut out = Vec::with_capacity(usize::try_from(self.sequences).unwrap_or(0));
         let mut buf = [0u8; 4];
         for _ in 0..self.sequences {
             reader
@@ -679,8 +977,11 @@ impl IndexReader {
             ));
             return Ok(report);
         }
-        if self.idx_len > expected {
-            let extra = self.idx_len - expected;
+        if let Some(extra) = self
+            .idx_len
+            .checked_sub(expected)
+            .filter(|&extra| extra > 0)
+        {
             report.problems.push(if extra == self.sequences {
                 format!("{extra} bytes after the document index: a multimodal dataset (sequence modes), not a text dataset")
             } else {
@@ -691,11 +992,12 @@ impl IndexReader {
             Ok(meta) => meta.len(),
             Err(e) => return Err(Error::io("stat", &self.bin_path, e)),
         };
-        let item = self.dtype.size() as i64;
+        let item = i128::from(self.dtype.size());
         let mut sizes = self.section_reader(Section::Sizes)?;
         let mut pointers = self.section_reader(Section::Pointers)?;
         let mut seq_tokens = Vec::new();
-        let mut running: i64 = 0;
+        // i128: N int32 lengths times the item size cannot overflow it (N < 2^64).
+        let mut running: i128 = 0;
         let mut b4 = [0u8; 4];
         let mut b8 = [0u8; 8];
         let mut first_pointer_problem = true;
@@ -713,21 +1015,21 @@ impl IndexReader {
                     .problems
                     .push(format!("sequence {i} has a negative length {size}"));
             }
-            if pointer != running && first_pointer_problem {
+            if i128::from(pointer) != running && first_pointer_problem {
                 report.problems.push(format!(
                     "pointer {i} is {pointer} but the lengths before it put the sequence at byte {running}"
                 ));
                 first_pointer_problem = false;
             }
-            running += i64::from(size.max(0)) * item;
-            report.tokens += size.max(0) as u64;
+            running += i128::from(size.max(0)) * item;
+            report.tokens = report.tokens.saturating_add(size.max(0) as u64);
             // Keep per-sequence lengths only while they are cheap (documents are summed below).
             if seq_tokens.len() < (1 << 24) {
                 seq_tokens.push(size.max(0) as u32);
             }
         }
-        if running as u64 != report.bin_len {
-            report.problems.push(if (running as u64) > report.bin_len {
+        if running != i128::from(report.bin_len) {
+            report.problems.push(if running > i128::from(report.bin_len) {
                 format!(
                     "the .bin is truncated: {} bytes, the index needs {running} ({} tokens of {})",
                     report.bin_len,
@@ -761,13 +1063,13 @@ impl IndexReader {
                 }
                 Some(p) => {
                     if entry == p {
-                        report.empty_documents += 1;
+                        report.empty_documents = report.empty_documents.saturating_add(1);
                     }
-                    if sizes_known && entry >= p && (entry as u64) <= self.sequences {
-                        let tokens: u64 = seq_tokens[p as usize..entry as usize]
-                            .iter()
-                            .map(|&t| u64::from(t))
-                            .sum();
+                    let range = usize::try_from(p).ok().zip(usize::try_from(entry).ok());
+                    if let Some((from, to)) = range
+                        .filter(|&(from, to)| sizes_known && from <= to && to <= seq_tokens.len())
+                    {
+                        let tokens: u64 = seq_tokens[from..to].iter().map(|&t| u64::from(t)).sum();
                         report.min_document_tokens = report.min_document_tokens.min(tokens);
                         report.max_document_tokens = report.max_document_tokens.max(tokens);
                     }
@@ -781,7 +1083,7 @@ impl IndexReader {
             report
                 .problems
                 .push("the document index is empty; it must at least hold 0".into());
-        } else if last as u64 != self.sequences {
+        } else if u64::try_from(last).ok() != Some(self.sequences) {
             report.problems.push(format!(
                 "the document index ends at {last} but there are {} sequences",
                 self.sequences
@@ -798,10 +1100,17 @@ impl IndexReader {
 pub fn read_sequences(prefix: &Path) -> Result<Vec<Vec<u32>>> {
     let index = IndexReader::open(prefix)?;
     let sizes = index.read_sizes()?;
-    let mut bin = BufReader::new(open_file(&index.bin_path)?);
+    let bin_file = open_file(&index.bin_path)?;
+    let bin_len = bin_file
+        .metadata()
+        .map_err(|e| Error::io("stat", &index.bin_path, e))?
+        .len();
+    // Never reserve more tokens than the .bin holds, whatever a length claims.
+    let max_tokens = usize::try_from(bin_len / index.dtype.size()).unwrap_or(usize::MAX);
+    let mut bin = BufReader::new(bin_file);
     let mut out = Vec::with_capacity(sizes.len());
     for size in sizes {
-        let mut sequence = Vec::with_capacity(size.max(0) as usize);
+        let mut sequence = Vec::with_capacity((size.max(0) as usize).min(max_tokens));
         for _ in 0..size {
             let id = match index.dtype {
                 DType::U16 => {

@@ -198,11 +198,11 @@ pub fn plan_shard(files: &[PathBuf], sizes: &[u64], shard: Shard) -> ShardPlan {
 
 /// One batch from [`LineReader::next_batch`]: `(data, line ranges, first line number)`, where
 /// each line range is `(start, end)` into `data`.
-pub(crate) type LineBatch = (Vec<u8>, Vec<(u32, u32)>, u64);
+pub type LineBatch = (Vec<u8>, Vec<(u32, u32)>, u64);
 
 /// Reads lines in batches of about `target` bytes from one file, keeping only lines that start
 /// in `range`, with universal newlines.
-pub(crate) struct LineReader {
+pub struct LineReader {
     reader: Box<dyn Read + Send>,
     path: PathBuf,
     range: (u64, u64),
@@ -214,33 +214,63 @@ pub(crate) struct LineReader {
     pending_line: u64,
     eof: bool,
     target: usize,
+    max_line: usize,
 }
 
 impl LineReader {
-    pub(crate) fn open(path: &Path, range: (u64, u64), target: usize) -> Result<Self> {
-        Ok(LineReader {
-            reader: open_decoded(path)?,
+    pub(crate) fn open(
+        path: &Path,
+        range: (u64, u64),
+        target: usize,
+        max_line: usize,
+    ) -> Result<Self> {
+        Ok(Self::with_reader(
+            open_decoded(path)?,
+            path,
+            range,
+            target,
+            max_line,
+        ))
+    }
+
+    /// A reader of any byte stream (`path` names it in errors); `max_line` is capped at
+    /// [`crate::tokenize::MAX_LINE_BYTES_LIMIT`], as line offsets are 32-bit.
+    pub fn with_reader(
+        reader: Box<dyn Read + Send>,
+        path: &Path,
+        range: (u64, u64),
+        target: usize,
+        max_line: usize,
+    ) -> Self {
+        LineReader {
+            reader,
             path: path.to_owned(),
             range,
             pending: Vec::new(),
             pending_offset: 0,
             pending_line: 1,
             eof: false,
-            target,
-        })
+            target: target.clamp(1, crate::tokenize::MAX_LINE_BYTES_LIMIT),
+            max_line: max_line.min(crate::tokenize::MAX_LINE_BYTES_LIMIT),
+        }
     }
 
     #[cfg(test)]
     pub(crate) fn from_reader(reader: Box<dyn Read + Send>, target: usize) -> Self {
-        LineReader {
+        Self::with_reader(
             reader,
-            path: PathBuf::from("<test>"),
-            range: (0, u64::MAX),
-            pending: Vec::new(),
-            pending_offset: 0,
-            pending_line: 1,
-            eof: false,
+            Path::new("<test>"),
+            (0, u64::MAX),
             target,
+            crate::tokenize::DEFAULT_MAX_LINE_BYTES,
+        )
+    }
+
+    fn too_long(&self, line: u64) -> Error {
+        Error::LineTooLong {
+            file: self.path.clone(),
+            line,
+            limit: self.max_line,
         }
     }
 
@@ -268,7 +298,7 @@ impl LineReader {
     }
 
     /// The next batch: `(data, line ranges, first line number)`. `None` at the end of the range.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<LineBatch>> {
+    pub fn next_batch(&mut self) -> Result<Option<LineBatch>> {
         enum Stop {
             Full,
             RangeEnd,
@@ -307,6 +337,9 @@ impl LineReader {
                         } else {
                             1
                         };
+                        if at - start > self.max_line {
+                            return Err(self.too_long(line_no));
+                        }
                         if in_range {
                             first_line.get_or_insert(line_no);
                             lines.push((start as u32, at as u32));
@@ -317,6 +350,9 @@ impl LineReader {
                     None if self.eof => {
                         // The last line of the file may lack a terminator.
                         if start < data.len() {
+                            if data.len() - start > self.max_line {
+                                return Err(self.too_long(line_no));
+                            }
                             if in_range {
                                 first_line.get_or_insert(line_no);
                                 lines.push((start as u32, data.len() as u32));
@@ -344,13 +380,9 @@ impl LineReader {
                 Stop::Full => {}
                 Stop::RangeEnd | Stop::Eof => return Ok(None),
                 Stop::NeedMore => {
-                    if self.pending.len() > u32::MAX as usize - (1 << 26) {
-                        return Err(Error::BadLine {
-                            file: self.path.clone(),
-                            line: self.pending_line,
-                            column: 1,
-                            message: "a line longer than 4 GiB".into(),
-                        });
+                    // `pending` starts at a line start: the unfinished line is all of it.
+                    if self.pending.len() > self.max_line {
+                        return Err(self.too_long(self.pending_line));
                     }
                     self.fill()?;
                 }
@@ -364,13 +396,14 @@ pub(crate) fn read_all(
     files: &[PathBuf],
     plan: &ShardPlan,
     target: usize,
+    max_line: usize,
     mut sink: impl FnMut(Batch) -> Result<bool>,
     mut on_file_done: impl FnMut(usize, u64),
 ) -> Result<()> {
     let mut seq = 0u64;
     for (index, (file, range)) in files.iter().zip(&plan.ranges).enumerate() {
         let Some(range) = *range else { continue };
-        let mut reader = LineReader::open(file, range, target)?;
+        let mut reader = LineReader::open(file, range, target, max_line)?;
         let mut read_bytes = 0u64;
         while let Some((data, lines, first_line)) = reader.next_batch()? {
             read_bytes += data.len() as u64;

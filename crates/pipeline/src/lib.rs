@@ -15,9 +15,9 @@
 //!   plus an exact fast path for Llama-style tokenizers, checked when the tokenizer loads.
 //! - [`stage`]: copies or downloads (HuggingFace Hub protocol, resumable, checksummed) the
 //!   tokenizer and the dataset into a directory laid out like the blueprint's `/shared`.
-//! - [`job`]: the Kubernetes Indexed Job that tokenizes shards in parallel pods.
+//! - [`lock`]: exclusive locks on outputs (`{prefix}.lock`), so two runs never write one dataset.
 //!
-//! What it does not do: talk to Kubernetes or AWS, read environment variables, print, or parse
+//! What it does not do: build or talk to Kubernetes objects or AWS, read environment variables, print, or parse
 //! command lines (the `xtask` crate does those). It knows nothing of MPIJobs or images.
 //!
 //! ```no_run
@@ -42,8 +42,8 @@ mod cache;
 mod error;
 pub mod indexed;
 pub mod input;
-pub mod job;
 pub mod json;
+pub mod lock;
 pub mod stage;
 mod tokenize;
 pub mod tokenizer;
@@ -52,10 +52,14 @@ pub mod tokenizer;
 mod tests;
 
 pub use error::{Error, Result};
-pub use indexed::{DType, DatasetSummary, DatasetWriter, IndexReader, VerifyReport, merge};
+pub use indexed::{
+    DType, DatasetSummary, DatasetWriter, IndexReader, MergeOptions, MergeReport, VerifyReport,
+    merge, merge_with,
+};
 pub use input::Shard;
+pub use lock::{LockOptions, OutputLock};
 pub use tokenize::{
-    NoProgress, Progress, ProgressUpdate, TokenizeConfig, TokenizeReport, output_prefix_for_key,
-    tokenize,
+    DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT, NoProgress, Progress, ProgressUpdate,
+    TokenizeConfig, TokenizeReport, output_prefix_for_key, tokenize,
 };
 pub use tokenizer::{Encoder, Engine, Mode, Tokenizer};

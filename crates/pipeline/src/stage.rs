@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::indexed::{create_file, open_file, rename, with_suffix};
+use crate::lock::{LockOptions, OutputLock};
 
 /// The HuggingFace Hub (or a mirror speaking its protocol).
 #[derive(Clone)]
@@ -149,19 +150,29 @@ fn copy_file(from: &Path, to: &Path) -> Result<u64> {
     Ok(copied)
 }
 
-/// Creates `dir` and reads what earlier runs recorded there; the report starts empty.
-fn begin(dir: &Path) -> Result<(BTreeMap<String, StagedFile>, StageReport)> {
+/// Takes the lock of `dir` (`{dir}.lock`), creates `dir` and reads what earlier runs recorded
+/// there; the report starts empty.
+fn begin(
+    dir: &Path,
+    lock: &LockOptions,
+) -> Result<(OutputLock, BTreeMap<String, StagedFile>, StageReport)> {
+    let lock = OutputLock::acquire(dir, lock)?;
     fs_err::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let report = StageReport {
         dir: dir.to_owned(),
         ..StageReport::default()
     };
-    Ok((load_manifest(dir), report))
+    Ok((lock, load_manifest(dir), report))
 }
 
-/// Stages a tokenizer into `dir` (created if needed).
-pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
-    let (mut manifest, mut report) = begin(dir)?;
+/// Stages a tokenizer into `dir` (created if needed), holding the lock of `dir`.
+pub fn stage_tokenizer(
+    source: &Source,
+    hub: &Hub,
+    dir: &Path,
+    lock: &LockOptions,
+) -> Result<StageReport> {
+    let (_lock, mut manifest, mut report) = begin(dir, lock)?;
     match source {
         Source::Local(paths) => {
             let from = PathBuf::from(
@@ -239,8 +250,14 @@ pub fn stage_tokenizer(source: &Source, hub: &Hub, dir: &Path) -> Result<StageRe
 
 /// Stages a dataset's JSONL files into `dir`, keeping their relative paths. From the Hub, the
 /// files whose names contain `.json` are taken (e.g. `*.jsonl`, `*.jsonl.zst`).
-pub fn stage_dataset(source: &Source, hub: &Hub, dir: &Path) -> Result<StageReport> {
-    let (mut manifest, mut report) = begin(dir)?;
+/// Holds the lock of `dir` while it runs.
+pub fn stage_dataset(
+    source: &Source,
+    hub: &Hub,
+    dir: &Path,
+    lock: &LockOptions,
+) -> Result<StageReport> {
+    let (_lock, mut manifest, mut report) = begin(dir, lock)?;
     match source {
         Source::Local(patterns) => {
             for file in crate::input::expand_inputs(patterns)? {
@@ -363,8 +380,15 @@ pub fn stage_dataset(source: &Source, hub: &Hub, dir: &Path) -> Result<StageRepo
     Ok(report)
 }
 
-/// Concatenates files (in the given order, as `cat` does) into `output`, via a temporary name.
+/// Concatenates files (in the given order, as `cat` does) into `output`, via a temporary name,
+/// holding the lock of `output` with the default [`LockOptions`].
 pub fn merge_jsonl(files: &[PathBuf], output: &Path) -> Result<u64> {
+    merge_jsonl_with(files, output, &LockOptions::default())
+}
+
+/// [`merge_jsonl`] with the given lock options.
+pub fn merge_jsonl_with(files: &[PathBuf], output: &Path, lock: &LockOptions) -> Result<u64> {
+    let _lock = OutputLock::acquire(output, lock)?;
     let partial = with_suffix(output, ".partial");
     let mut out = std::io::BufWriter::new(create_file(&partial)?);
     let mut total = 0;

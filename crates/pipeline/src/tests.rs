@@ -22,6 +22,8 @@ use crate::{
     Engine, Error, Mode, NoProgress, Progress, ProgressUpdate, TokenizeConfig, Tokenizer, tokenize,
 };
 
+mod robustness;
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 
@@ -646,6 +648,7 @@ fn shard_plans_cover_every_line_once_in_order() {
                 &files,
                 &plan,
                 7,
+                crate::DEFAULT_MAX_LINE_BYTES,
                 |batch| {
                     for (s, e) in &batch.lines {
                         seen.push(
@@ -1163,50 +1166,6 @@ fn a_cancelled_run_leaves_nothing_and_a_rerun_succeeds() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The sharded tokenization Job.
-
-fn job_config() -> crate::job::ShardJobConfig {
-    crate::job::ShardJobConfig {
-        name: "trnkit-tokenize".into(),
-        namespace: "default".into(),
-        image: "123456789012.dkr.ecr.us-west-2.amazonaws.com/neuronx_nemo:stage".into(),
-        shards: 8,
-        parallelism: 4,
-        claim_name: "fsx-claim".into(),
-        mount_path: "/shared".into(),
-        inputs: vec!["/shared/data/RedPajama-Data-1T-Sample/*.jsonl".into()],
-        tokenizer_dir: "/shared/llama7b_tokenizer".into(),
-        output_prefix: "/shared/data/redpajama_sample".into(),
-        json_keys: vec!["text".into()],
-        mode: Mode::Nemo,
-        append_eod: true,
-        need_pad_id: true,
-        workers_per_pod: 4,
-        cpu: "4".into(),
-        memory: "2Gi".into(),
-        backoff_limit_per_index: 2,
-    }
-}
-
-#[test]
-fn shard_job_manifest() {
-    let config = job_config();
-    let job = crate::job::shard_job(&config);
-    insta::assert_yaml_snapshot!(job);
-    let merge = crate::job::merge_args(&config, "text");
-    assert_eq!(merge[3], "/shared/data/redpajama_sample_text_document");
-    assert_eq!(merge.len(), 4 + 8);
-    assert_eq!(
-        merge[4],
-        "/shared/data/redpajama_sample.shard-0-of-8_text_document"
-    );
-    assert_eq!(
-        merge[11],
-        "/shared/data/redpajama_sample.shard-7-of-8_text_document"
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
 // Staging: local directories and a local server speaking the Hub protocol.
 
 /// A tiny HTTP/1.1 server: `routes` maps a path to (status, body); honours `Range: bytes=N-`
@@ -1330,6 +1289,7 @@ fn staging_from_the_hub_resumes_verifies_and_reports_gated_repositories() {
         },
         &hub,
         &dir.path().join("t"),
+        &crate::LockOptions::default(),
     )
     .expect("tokenizer");
     assert_eq!(
@@ -1346,6 +1306,7 @@ fn staging_from_the_hub_resumes_verifies_and_reports_gated_repositories() {
         },
         &hub,
         &dir.path().join("g"),
+        &crate::LockOptions::default(),
     )
     .expect_err("gated");
     let message = error.to_string();
@@ -1363,7 +1324,8 @@ fn staging_from_the_hub_resumes_verifies_and_reports_gated_repositories() {
         repo: "org/data".into(),
         revision: "main".into(),
     };
-    let report = stage_dataset(&source, &hub, &data).expect("dataset");
+    let report =
+        stage_dataset(&source, &hub, &data, &crate::LockOptions::default()).expect("dataset");
     assert_eq!(fs_err::read(data.join("a.jsonl")).expect("a"), part_a);
     assert_eq!(fs_err::read(data.join("sub/b.jsonl")).expect("b"), part_b);
     assert_eq!(report.files.len(), 2);
@@ -1376,7 +1338,7 @@ fn staging_from_the_hub_resumes_verifies_and_reports_gated_repositories() {
         "{log:?}"
     );
     // A rerun downloads nothing.
-    let again = stage_dataset(&source, &hub, &data).expect("rerun");
+    let again = stage_dataset(&source, &hub, &data, &crate::LockOptions::default()).expect("rerun");
     assert_eq!((again.skipped, again.transferred), (2, 0));
     // The staged files tokenize as the blueprint's merged copy does.
     let merged = dir.path().join("merged.jsonl");
@@ -1411,6 +1373,7 @@ fn staging_detects_a_corrupted_download() {
             token: None,
         },
         dir.path(),
+        &crate::LockOptions::default(),
     )
     .expect_err("checksum");
     assert!(
@@ -1430,15 +1393,25 @@ fn staging_from_local_directories_copies_and_records_checksums() {
         token: None,
     };
     let target = dir.path().join("shared/llama7b_tokenizer");
-    let report =
-        stage_tokenizer(&Source::Local(vec![path_str(&tok_dir)]), &hub, &target).expect("stage");
+    let report = stage_tokenizer(
+        &Source::Local(vec![path_str(&tok_dir)]),
+        &hub,
+        &target,
+        &crate::LockOptions::default(),
+    )
+    .expect("stage");
     assert_eq!(
         report.files.len(),
         2,
         "tokenizer.json and tokenizer_config.json"
     );
-    let again =
-        stage_tokenizer(&Source::Local(vec![path_str(&tok_dir)]), &hub, &target).expect("again");
+    let again = stage_tokenizer(
+        &Source::Local(vec![path_str(&tok_dir)]),
+        &hub,
+        &target,
+        &crate::LockOptions::default(),
+    )
+    .expect("again");
     assert_eq!((again.skipped, again.transferred), (2, 0));
     assert!(Tokenizer::from_path(&target, Mode::Nemo, true).is_ok());
     let src = dir.path().join("src");
@@ -1446,7 +1419,13 @@ fn staging_from_local_directories_copies_and_records_checksums() {
     fs_err::write(src.join("b.jsonl"), "{\"text\": \"b\"}\n").expect("write");
     fs_err::write(src.join("a.jsonl"), "{\"text\": \"a\"}\n").expect("write");
     let data = dir.path().join("shared/data/sample");
-    let report = stage_dataset(&Source::Local(vec![path_str(&src)]), &hub, &data).expect("data");
+    let report = stage_dataset(
+        &Source::Local(vec![path_str(&src)]),
+        &hub,
+        &data,
+        &crate::LockOptions::default(),
+    )
+    .expect("data");
     assert_eq!(
         report
             .files

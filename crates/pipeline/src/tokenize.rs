@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::indexed::{DType, DatasetSummary, DatasetWriter};
 use crate::input::{self, Batch, Shard};
 use crate::json::{self, Field};
+use crate::lock::{LockOptions, OutputLock};
 use crate::tokenizer::{Engine, Mode, Tokenizer};
 
 /// What to tokenize and how.
@@ -36,7 +37,21 @@ pub struct TokenizeConfig {
     pub shard: Shard,
     /// Skip (and count) malformed lines instead of stopping.
     pub skip_bad_lines: bool,
+    /// The longest line accepted, in bytes (at most [`MAX_LINE_BYTES_LIMIT`]); a longer one
+    /// stops the run with its file and line. Default: [`DEFAULT_MAX_LINE_BYTES`].
+    pub max_line_bytes: usize,
+    /// How to take the locks of the output datasets.
+    pub lock: LockOptions,
 }
+
+/// The default longest line: 64 MiB. The longest documents of the blueprint's corpora (whole
+/// books in RedPajama's `book` set, arXiv papers) are a few MiB of JSON; 64 MiB leaves a wide
+/// margin while bounding what one line can make a worker hold (the line, its decoded text and
+/// its token ids: a few hundred MiB at worst, instead of whatever a corrupt file holds).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
+
+/// The highest `max_line_bytes` allowed: line offsets in a batch are 32-bit.
+pub const MAX_LINE_BYTES_LIMIT: usize = 3 << 30;
 
 impl TokenizeConfig {
     /// A configuration with the blueprint's defaults: key `text`, NeMo mode, EOD appended,
@@ -51,6 +66,8 @@ impl TokenizeConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard: Shard::ALL,
             skip_bad_lines: false,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            lock: LockOptions::default(),
         }
     }
 }
@@ -165,6 +182,12 @@ pub fn tokenize(
             config.shard
         )));
     }
+    if config.max_line_bytes == 0 || config.max_line_bytes > MAX_LINE_BYTES_LIMIT {
+        return Err(Error::Config(format!(
+            "max_line_bytes {} is out of range: give 1 to {MAX_LINE_BYTES_LIMIT} bytes",
+            config.max_line_bytes
+        )));
+    }
     let files = input::expand_inputs(&config.inputs)?;
     let sizes = input::input_sizes(&files)?;
     let plan = input::plan_shard(&files, &sizes, config.shard);
@@ -175,10 +198,26 @@ pub fn tokenize(
         .map(|(r, &s)| r.map_or(0, |(a, b)| b.min(s) - a.min(s)))
         .sum();
     let dtype = DType::for_vocab_size(tokenizer.vocab_size());
-    let mut writers = config
+    let prefixes: Vec<PathBuf> = config
         .json_keys
         .iter()
-        .map(|key| DatasetWriter::create(&output_prefix_for_key(&config.output_prefix, key), dtype))
+        .map(|key| output_prefix_for_key(&config.output_prefix, key))
+        .collect();
+    let mut locks = OutputLock::acquire_all(&prefixes, &config.lock)?;
+    let mut writers = prefixes
+        .iter()
+        .map(|prefix| {
+            let at = locks
+                .iter()
+                .position(|lock| lock.target() == prefix)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "JSON key listed twice: {} would be written twice",
+                        prefix.display()
+                    ))
+                })?;
+            DatasetWriter::create_locked(prefix, dtype, locks.swap_remove(at))
+        })
         .collect::<Result<Vec<_>>>()?;
     tracing::info!(
         files = files.len(),
@@ -209,6 +248,7 @@ pub fn tokenize(
                     files,
                     plan,
                     BATCH_BYTES,
+                    config.max_line_bytes,
                     |batch| Ok(batch_tx.send(batch).is_ok()),
                     |_, _| {},
                 )

@@ -21,7 +21,9 @@ pub enum Command {
         json: bool,
     },
     /// Merge datasets into one, in the order given (shards: 0..N-1); the result equals a single
-    /// run over the concatenated inputs. The parts are checked first.
+    /// run over the concatenated inputs. The parts are checked first, and files are compared by
+    /// identity: an output that is one of the parts (however spelled) is refused. The output
+    /// and the parts are locked ({prefix}.lock) while the merge runs.
     Merge {
         /// The output prefix.
         #[arg(long, value_name = "PREFIX")]
@@ -29,10 +31,15 @@ pub enum Command {
         /// The dataset prefixes to merge, in order.
         #[arg(required = true, value_name = "PREFIX")]
         parts: Vec<PathBuf>,
-        /// Delete the parts' .bin and .idx once the merged dataset is complete (deploy's merge
-        /// Job does, so the shards do not double the space the dataset takes on FSx).
+        /// Delete the parts' .bin and .idx once the merged dataset is complete and verified
+        /// against the parts' counts (deploy's merge Job does, so the shards do not double the
+        /// space the dataset takes on FSx).
         #[arg(long)]
         remove_parts: bool,
+        /// When another run holds the output's or a part's lock, wait for it to end instead of
+        /// failing at once.
+        #[arg(long)]
+        wait: bool,
     },
     /// Print one JSON line `{"datasets":[{"prefix", "idx_sha256", "bin_bytes", "documents",
     /// "tokens"}, ...]}` for the given datasets, after verifying each; exits non-zero when one is
@@ -134,20 +141,15 @@ fn run_blocking(command: Command) -> anyhow::Result<()> {
             output,
             parts,
             remove_parts,
+            wait,
         } => {
-            let with = |prefix: &PathBuf, extension: &str| {
-                let mut path = prefix.clone().into_os_string();
-                path.push(extension);
-                PathBuf::from(path)
+            let options = pipeline::MergeOptions {
+                remove_parts,
+                lock: super::tokenize::lock_options(wait),
             };
-            if remove_parts && parts.iter().any(|part| with(part, "") == output) {
-                bail!(
-                    "--remove-parts with {} among the parts would delete the result: choose another --output",
-                    output.display()
-                );
-            }
-            let summary = pipeline::merge(&parts, &output)
+            let report = pipeline::merge_with(&parts, &output, &options)
                 .with_context(|| format!("merging into {}", output.display()))?;
+            let summary = &report.summary;
             eprintln!(
                 "merged {} dataset(s) into {}: {} documents, {} sequences, {} tokens ({})",
                 parts.len(),
@@ -158,14 +160,10 @@ fn run_blocking(command: Command) -> anyhow::Result<()> {
                 summary.dtype.name()
             );
             if remove_parts {
-                for part in &parts {
-                    for extension in [".bin", ".idx"] {
-                        fs_err::remove_file(with(part, extension)).context(
-                            "the merged dataset is complete, but a part could not be removed",
-                        )?;
-                    }
-                }
-                eprintln!("removed the {} merged part(s)", parts.len());
+                eprintln!(
+                    "removed the {} merged part(s) after verifying the result",
+                    report.removed.len()
+                );
             }
             Ok(())
         }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline::{Mode, Progress, ProgressUpdate, Shard, TokenizeConfig, TokenizeReport, Tokenizer};
+use pipeline::{
+    LockOptions, Mode, Progress, ProgressUpdate, Shard, TokenizeConfig, TokenizeReport, Tokenizer,
+};
 
 use super::Global;
 
@@ -97,6 +99,15 @@ pub struct Args {
     /// instead of stopping at the first.
     #[arg(long)]
     pub skip_bad_lines: bool,
+    /// The longest input line accepted, in bytes (default 64 MiB, well above the longest
+    /// documents of the blueprint's corpora); a longer line stops the run with its file and line
+    /// number, so a corrupt file cannot exhaust memory.
+    #[arg(long, value_name = "BYTES", default_value_t = pipeline::DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
+    /// When another run writes the same output ({prefix}_{key}_document.lock is held), wait for
+    /// it to end instead of failing at once.
+    #[arg(long)]
+    pub wait: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -161,7 +172,17 @@ pub fn config(args: &Args, mode: Mode) -> TokenizeConfig {
     }
     config.shard = args.shard.unwrap_or(Shard::ALL);
     config.skip_bad_lines = args.skip_bad_lines;
+    config.max_line_bytes = args.max_line_bytes;
+    config.lock = lock_options(args.wait);
     config
+}
+
+/// How this process takes output locks: its command line names it to other runs.
+pub fn lock_options(wait: bool) -> LockOptions {
+    LockOptions {
+        wait,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    }
 }
 
 /// A progress bar: bytes, documents, MB/s and ETA.
@@ -307,6 +328,10 @@ pub struct StageArgs {
     /// The Hub endpoint.
     #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
     pub hf_endpoint: String,
+    /// When another run stages into the same directory or file (its `.lock` is held), wait for
+    /// it to end instead of failing at once.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 fn looks_like_repo(value: &str) -> bool {
@@ -346,6 +371,7 @@ pub async fn stage(args: StageArgs) -> anyhow::Result<()> {
             endpoint: args.hf_endpoint.trim_end_matches('/').to_owned(),
             token: hf_token(),
         };
+        let lock = lock_options(args.wait);
         if let Some(tokenizer) = &args.tokenizer {
             let source = if looks_like_repo(tokenizer) {
                 Source::Hub {
@@ -356,7 +382,7 @@ pub async fn stage(args: StageArgs) -> anyhow::Result<()> {
                 Source::Local(vec![tokenizer.clone()])
             };
             let dir = args.target.join(&args.tokenizer_dir_name);
-            let report = pipeline::stage::stage_tokenizer(&source, &hub, &dir)
+            let report = pipeline::stage::stage_tokenizer(&source, &hub, &dir, &lock)
                 .with_context(|| format!("staging the tokenizer {tokenizer}"))?;
             eprintln!(
                 "tokenizer: {} file(s) in {} ({} already complete, {} bytes transferred)",
@@ -378,7 +404,7 @@ pub async fn stage(args: StageArgs) -> anyhow::Result<()> {
                 many => (Source::Local(many.to_vec()), "local".to_owned()),
             };
             let dir = args.target.join("data").join(&name);
-            let report = pipeline::stage::stage_dataset(&source, &hub, &dir)
+            let report = pipeline::stage::stage_dataset(&source, &hub, &dir, &lock)
                 .with_context(|| format!("staging the dataset {}", args.dataset.join(" ")))?;
             eprintln!(
                 "dataset: {} file(s) in {} ({} already complete, {} bytes transferred)",
@@ -390,7 +416,7 @@ pub async fn stage(args: StageArgs) -> anyhow::Result<()> {
             if let Some(merge_to) = &args.merge_to {
                 let files = pipeline::input::expand_inputs(&[dir.to_string_lossy().into_owned()])?;
                 let output = args.target.join(merge_to);
-                let bytes = pipeline::stage::merge_jsonl(&files, &output)
+                let bytes = pipeline::stage::merge_jsonl_with(&files, &output, &lock)
                     .with_context(|| format!("merging into {}", output.display()))?;
                 eprintln!(
                     "merged {} file(s) into {} ({bytes} bytes)",

@@ -140,27 +140,175 @@ async fn sharded_jobs_give_the_bytes_of_the_single_job() {
     );
 }
 
+/// Runs the real binary in `dir`; returns (success, stderr).
+async fn stage(args: &[&str], dir: &Path) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit-stage"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Two tokenized shards `s0_text_document` and `s1_text_document` in `dir`, and their bytes.
+async fn two_shards(dir: &Path) -> Vec<Vec<u8>> {
+    let layout = SharedLayout::new(dir.join("shared"));
+    let corpus = xtask::deploy::sample::write_corpus(&layout.raw_data_dir(), 2, 20, 3).unwrap();
+    xtask::deploy::sample::train_tokenizer(&corpus, &layout.tokenizer_dir(), 300).unwrap();
+    let tokenizer = layout.tokenizer_dir().display().to_string();
+    for (index, file) in corpus.iter().enumerate() {
+        let (ok, stderr) = stage(
+            &[
+                "tokenize",
+                "--no-progress",
+                "--input",
+                &file.display().to_string(),
+                "--tokenizer",
+                &tokenizer,
+                "--output-prefix",
+                &format!("s{index}"),
+            ],
+            dir,
+        )
+        .await;
+        assert!(ok, "{stderr}");
+    }
+    ["s0", "s1"]
+        .iter()
+        .flat_map(|s| ["bin", "idx"].map(|ext| dir.join(format!("{s}_text_document.{ext}"))))
+        .map(|path| fs_err::read(path).unwrap())
+        .collect()
+}
+
+/// Issue 12.3: `--output ./s0_text_document` is the part `s0_text_document`; comparing the
+/// spellings let `--remove-parts` delete the output and every part.
 #[tokio::test]
 async fn remove_parts_refuses_an_output_among_the_parts() {
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("data_text_document").display().to_string();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit-stage"))
-        .args([
+    let before = two_shards(dir.path()).await;
+    let (ok, stderr) = stage(
+        &[
             "dataset",
             "merge",
             "--remove-parts",
             "--output",
-            &prefix,
-            &prefix,
-        ])
-        .current_dir(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+            "./s0_text_document",
+            "s0_text_document",
+            "s1_text_document",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert!(!ok, "the merge ran: {stderr}");
     assert!(
-        stderr.contains("would delete the result") && stderr.contains("data_text_document"),
+        stderr.contains("would then delete the result") && stderr.contains("s0_text_document"),
         "{stderr}"
     );
+    let after: Vec<Vec<u8>> = ["s0", "s1"]
+        .iter()
+        .flat_map(|s| ["bin", "idx"].map(|ext| dir.path().join(format!("{s}_text_document.{ext}"))))
+        .map(|path| fs_err::read(path).unwrap())
+        .collect();
+    assert!(before == after, "a part changed");
+
+    // Another output: merged, verified, then the parts go.
+    let (ok, stderr) = stage(
+        &[
+            "dataset",
+            "merge",
+            "--remove-parts",
+            "--output",
+            "./all_text_document",
+            "s0_text_document",
+            "./s1_text_document",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("after verifying"), "{stderr}");
+    for part in ["s0", "s1"] {
+        assert!(
+            !dir.path()
+                .join(format!("{part}_text_document.idx"))
+                .exists()
+        );
+    }
+    let (ok, stderr) = stage(&["dataset", "inspect", "all_text_document"], dir.path()).await;
+    assert!(ok, "{stderr}");
+}
+
+/// Issue 12.2: a run on an output another process writes fails at once and names it, or
+/// waits for it with `--wait`; the test process holds the lock as the other run would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_locked_output_fails_naming_the_holder_or_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    two_shards(dir.path()).await;
+    let layout = SharedLayout::new(dir.path().join("shared"));
+    let input = layout.raw_data_dir().join("sample_0.jsonl");
+    let tokenizer = layout.tokenizer_dir().display().to_string();
+    let held = pipeline::OutputLock::acquire(
+        &dir.path().join("s0_text_document"),
+        &pipeline::LockOptions {
+            wait: false,
+            command: "trnkit-stage tokenize --output-prefix s0 (the other run)".to_owned(),
+        },
+    )
+    .unwrap();
+    let input = input.display().to_string();
+    let args = [
+        "tokenize",
+        "--no-progress",
+        "--input",
+        &input,
+        "--tokenizer",
+        &tokenizer,
+        "--output-prefix",
+        "s0",
+    ];
+    let started = std::time::Instant::now();
+    let (ok, stderr) = stage(&args, dir.path()).await;
+    assert!(!ok, "ran over a held lock");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20)
+            && stderr.contains(&format!("pid {}", std::process::id()))
+            && stderr.contains("(the other run)")
+            && stderr.contains("--wait"),
+        "{stderr}"
+    );
+    // Same for a merge into it.
+    let (ok, stderr) = stage(
+        &[
+            "dataset",
+            "merge",
+            "--output",
+            "s0_text_document",
+            "s1_text_document",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert!(!ok && stderr.contains("(the other run)"), "{stderr}");
+
+    let mut waiting = args.to_vec();
+    waiting.push("--wait");
+    let waiter = {
+        let dir = dir.path().to_owned();
+        let waiting: Vec<String> = waiting.iter().map(|s| (*s).to_owned()).collect();
+        tokio::spawn(async move {
+            let args: Vec<&str> = waiting.iter().map(String::as_str).collect();
+            stage(&args, &dir).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!waiter.is_finished(), "--wait did not wait");
+    drop(held);
+    let (ok, stderr) = waiter.await.unwrap();
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = stage(&["dataset", "inspect", "s0_text_document"], dir.path()).await;
+    assert!(ok, "{stderr}");
 }
