@@ -155,6 +155,7 @@ pub(crate) async fn deploy(
         config: config.clone(),
         facts: Some(facts),
         images: rendered.images.clone(),
+        fsx: Some(fsx::aws_sdk_fsx::Client::new(&sdk)),
         publisher: EcrPublisher {
             config: config.clone(),
             sdk,

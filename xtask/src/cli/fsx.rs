@@ -7,19 +7,21 @@
 //!
 //! The file system is found by its tag `trnkit:name = <[cluster] name>` (or `--name`), so
 //! `create` run twice adopts the first one instead of creating a second, and `describe` and
-//! `delete` need no id.
+//! `delete` need no id. The spec, the tag and the adoption rule come from `crate::storage`, the
+//! same functions deploy uses, so `fsx create` and deploy's static mode make the same file
+//! system and `describe`/`delete` find what either made.
 
 use std::time::Duration;
 
 use super::progress::spinner;
 use anyhow::{Context as _, bail};
 use fsx::io::{self, Adopt, DeleteOptions, LifecycleChange, WaitOptions};
-use fsx::spec::{DataCompression, DeploymentType};
-use fsx::{FileSystem, FileSystemSpec};
+use fsx::{DeploymentType, FileSystem};
 use serde::Serialize;
 
 use super::Global;
 use crate::config::Config;
+use crate::storage;
 
 /// Create, describe and delete the FSx for Lustre file system behind `/shared`.
 ///
@@ -52,11 +54,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// The `trnkit:name` tag value: `--name`, else `[cluster] name`.
-    fn tag_name(&self, config: &Config) -> String {
+    /// The `trnkit:name` tag value: `--name`, else the one deploy uses ([`storage::tag_name`]).
+    pub fn tag_name(&self, config: &Config) -> String {
         self.name
             .clone()
-            .unwrap_or_else(|| config.cluster.name.clone())
+            .unwrap_or_else(|| storage::tag_name(config).to_owned())
     }
 }
 
@@ -135,39 +137,35 @@ pub async fn run(command: Command, global: &Global) -> anyhow::Result<()> {
 /// The FSx client from the standard AWS chain, with `region` (or `[cluster] region` when the
 /// chain has none).
 pub async fn client(region: Option<&str>, config: &Config) -> fsx::aws_sdk_fsx::Client {
-    fsx::aws_sdk_fsx::Client::new(&super::aws_sdk_config(region, config).await)
+    crate::aws::fsx_client(&super::aws_sdk_config(region, config).await)
 }
 
-/// The file system to create, from `[storage]` and `[cluster] name`.
-///
-/// Fails with the key to set when the subnet or security groups are missing, or when a value is
-/// one the `fsx` crate refuses (for example `SCRATCH_2`: trnkit only creates persistent file
-/// systems).
-pub fn spec_from_config(config: &Config, name: &str) -> anyhow::Result<FileSystemSpec> {
-    let storage = &config.storage;
-    let groups: Vec<&str> = storage
-        .security_group_ids
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let mut spec = FileSystemSpec::blueprint(name, &storage.subnet_id, &groups);
-    spec.deployment_type = storage
-        .deployment_type
-        .parse::<DeploymentType>()
-        .context("[storage] deployment_type")?;
-    spec.storage_capacity_gib = storage.capacity_gib;
-    spec.per_unit_storage_throughput = storage.per_unit_storage_throughput;
-    spec.lustre_version = storage.lustre_version.clone();
-    spec.automatic_backup_retention_days = storage.automatic_backup_retention_days;
-    spec.daily_automatic_backup_start_time = storage.daily_automatic_backup_start_time.clone();
-    spec.weekly_maintenance_start_time = storage.weekly_maintenance_start_time.clone();
-    spec.copy_tags_to_backups = storage.copy_tags_to_backups;
-    spec.data_compression = match storage.data_compression_type.to_ascii_uppercase().as_str() {
-        "NONE" => DataCompression::None,
-        "LZ4" => DataCompression::Lz4,
-        other => bail!("[storage] data_compression_type `{other}` is not NONE or LZ4"),
-    };
-    Ok(spec)
+/// The configuration with the command line's overrides of `[storage]` applied, so that the
+/// spec is built by the one function deploy uses ([`storage::file_system_spec_named`]).
+pub fn overridden(config: &Config, args: &CreateArgs) -> anyhow::Result<Config> {
+    let mut config = config.clone();
+    let storage = &mut config.storage;
+    if let Some(subnet) = &args.subnet_id {
+        storage.subnet_id = subnet.clone();
+    }
+    if !args.security_group_ids.is_empty() {
+        storage.security_group_ids = args.security_group_ids.clone();
+    }
+    if let Some(deployment) = &args.deployment_type {
+        storage.deployment_type = deployment
+            .parse::<DeploymentType>()
+            .context("--deployment-type")?;
+    }
+    if let Some(capacity) = args.capacity_gib {
+        storage.capacity_gib = capacity;
+    }
+    if let Some(throughput) = args.throughput {
+        storage.per_unit_storage_throughput = throughput;
+    }
+    if let Some(id) = &args.target.file_system_id {
+        storage.file_system_id = id.clone();
+    }
+    Ok(config)
 }
 
 /// Reads a file system's facts through the API, for `render --fsx-id ID`.
@@ -194,56 +192,36 @@ pub async fn file_system_facts(
 }
 
 async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
-    let name = args.target.tag_name(config);
-    let mut spec = spec_from_config(config, &name)?;
-    if let Some(subnet) = &args.subnet_id {
-        spec.subnet_id = subnet.clone();
-    }
-    if !args.security_group_ids.is_empty() {
-        spec.security_group_ids = args.security_group_ids.clone();
-    }
-    if let Some(deployment) = &args.deployment_type {
-        spec.deployment_type = deployment.parse().context("--deployment-type")?;
-    }
-    if let Some(capacity) = args.capacity_gib {
-        spec.storage_capacity_gib = capacity;
-    }
-    if let Some(throughput) = args.throughput {
-        spec.per_unit_storage_throughput = throughput;
-    }
-    if spec.subnet_id.is_empty() {
-        bail!(
-            "no subnet: pass --subnet-id or set [storage] subnet_id (a private subnet in the Trainium nodes' \
-             Availability Zone; the blueprint uses private subnet 0)"
-        );
-    }
-    if spec.security_group_ids.is_empty() {
-        bail!(
-            "no security group: pass --security-group-id or set [storage] security_group_ids (a group admitting \
-             TCP 988 and 1021-1023 from the nodes' subnets)"
-        );
-    }
-    spec.validate().context("the file system settings")?;
-
     let client = client(args.target.region.as_deref(), config).await;
-    let adopt = match args
-        .target
-        .file_system_id
-        .clone()
-        .or_else(|| non_empty(&config.storage.file_system_id))
-    {
-        Some(id) => Adopt::Id(id),
-        None => Adopt::Tag,
-    };
-    let ensured = io::ensure(&client, &spec, &adopt).await?;
+    let output = args.output;
+    let (file_system, created) = create_with(&client, &args, config, global.quiet).await?;
+    print_file_system(&file_system, Some(created), output)
+}
+
+/// `fsx create` with a given client: the spec and adoption rule deploy uses, with the command
+/// line's overrides; returns the file system (AVAILABLE unless `--no-wait`) and whether it was
+/// created now.
+pub async fn create_with(
+    client: &fsx::aws_sdk_fsx::Client,
+    args: &CreateArgs,
+    config: &Config,
+    quiet: bool,
+) -> anyhow::Result<(FileSystem, bool)> {
+    let name = args.target.tag_name(config);
+    let config = overridden(config, args)?;
+    let spec = storage::file_system_spec_named(&config, &name)
+        .context("the file system to create (--subnet-id, --security-group-id, --deployment-type, --capacity-gib and --throughput override [storage])")?;
+    let adopt = storage::adopt(&config);
+    let ensured = storage::ensure_file_system(client, &spec, &adopt, None, |_| {}).await?;
     let verb = if ensured.created {
         "created"
     } else {
         "adopted"
     };
     eprintln!(
-        "{verb} {} (tag trnkit:name={name})",
-        ensured.file_system.file_system_id
+        "{verb} {} (tag {}={name})",
+        ensured.file_system.file_system_id,
+        fsx::spec::NAME_TAG
     );
     for difference in &ensured.differences {
         eprintln!("warning: {difference}; trnkit does not change an existing file system");
@@ -252,7 +230,7 @@ async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::R
     let mut file_system = ensured.file_system;
     if !args.no_wait && file_system.lifecycle != Some(fsx::Lifecycle::Available) {
         let spinner = spinner(
-            global.quiet,
+            quiet,
             format!(
                 "waiting for {} to become AVAILABLE",
                 file_system.file_system_id
@@ -263,7 +241,7 @@ async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::R
             ..WaitOptions::default()
         };
         let waited = io::wait_until_available(
-            &client,
+            client,
             &file_system.file_system_id,
             options,
             |change: &LifecycleChange| {
@@ -283,7 +261,7 @@ async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::R
         spinner.finish_and_clear();
         file_system = waited?;
     }
-    print_file_system(&file_system, Some(ensured.created), args.output)
+    Ok((file_system, ensured.created))
 }
 
 async fn describe(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
@@ -360,11 +338,11 @@ async fn find(
     target: &Target,
     config: &Config,
 ) -> anyhow::Result<Option<FileSystem>> {
-    if let Some(id) = target
-        .file_system_id
-        .clone()
-        .or_else(|| non_empty(&config.storage.file_system_id))
-    {
+    let adopt = match &target.file_system_id {
+        Some(id) => Adopt::Id(id.clone()),
+        None => storage::adopt(config),
+    };
+    if let Adopt::Id(id) = adopt {
         return Ok(io::describe(client, &id).await?);
     }
     let name = target.tag_name(config);
@@ -437,10 +415,6 @@ fn print_file_system(
         }
     }
     Ok(())
-}
-
-fn non_empty(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// Parses `30m`, `2h`, `90s` (humantime).

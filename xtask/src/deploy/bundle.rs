@@ -6,102 +6,14 @@
 use std::path::Path;
 
 use anyhow::Context;
-use fsx::csi::ReclaimPolicy;
-use fsx::{DeploymentType, FileSystem, FileSystemSpec};
+use fsx::FileSystem;
 use mpijob::LauncherGate;
 use mpijob::llama2;
 
 use super::plan::Rendered;
-use crate::config::{Config, StorageMode, Target};
+use crate::config::Config;
 use crate::render::{self, ImageRefs, Manifest};
 use crate::{images, tensorboard};
-
-/// Placeholders used only by the local profile when no subnet or security group is configured:
-/// the rendered StorageClass then shows its shape, and the plan says the values are missing.
-pub const PLACEHOLDER_SUBNET: &str = "subnet-00000000000000000";
-/// See [`PLACEHOLDER_SUBNET`].
-pub const PLACEHOLDER_SECURITY_GROUP: &str = "sg-00000000000000000";
-
-/// The FSx spec the configuration describes.
-pub fn file_system_spec(config: &Config) -> FileSystemSpec {
-    let local = config.cluster.target == Target::Local;
-    let subnet = if config.storage.subnet_id.is_empty() && local {
-        PLACEHOLDER_SUBNET
-    } else {
-        &config.storage.subnet_id
-    };
-    let groups: Vec<&str> = if config.storage.security_group_ids.is_empty() && local {
-        vec![PLACEHOLDER_SECURITY_GROUP]
-    } else {
-        config
-            .storage
-            .security_group_ids
-            .iter()
-            .map(String::as_str)
-            .collect()
-    };
-    let mut spec =
-        FileSystemSpec::blueprint(&format!("trnkit-{}", config.cluster.name), subnet, &groups);
-    spec.deployment_type = match config.storage.deployment_type.as_str() {
-        "PERSISTENT_2" => DeploymentType::Persistent2,
-        _ => DeploymentType::Persistent1,
-    };
-    spec.storage_capacity_gib = config.storage.capacity_gib;
-    spec.per_unit_storage_throughput = config.storage.per_unit_storage_throughput;
-    spec.lustre_version = config.storage.lustre_version.clone();
-    spec.automatic_backup_retention_days = config.storage.automatic_backup_retention_days;
-    spec.daily_automatic_backup_start_time =
-        config.storage.daily_automatic_backup_start_time.clone();
-    spec.copy_tags_to_backups = config.storage.copy_tags_to_backups;
-    spec.weekly_maintenance_start_time = config.storage.weekly_maintenance_start_time.clone();
-    spec
-}
-
-/// The storage objects: the dynamic StorageClass and claim, the static PV and claim of a known
-/// file system, or nothing for an existing claim (or a static file system not yet known).
-pub fn storage_manifests(
-    config: &Config,
-    file_system: Option<&FileSystem>,
-) -> anyhow::Result<Vec<Manifest>> {
-    let namespace = &config.cluster.namespace;
-    let storage = &config.storage;
-    Ok(match storage.mode {
-        StorageMode::ExistingClaim => Vec::new(),
-        StorageMode::Dynamic => {
-            let class = fsx::csi::storage_class(
-                &file_system_spec(config),
-                &storage.storage_class,
-                ReclaimPolicy::Delete,
-            )
-            .context("cannot render the FSx StorageClass")?;
-            let claim = fsx::csi::dynamic_claim(
-                &storage.storage_class,
-                &storage.claim_name,
-                namespace,
-                storage.capacity_gib,
-            )?;
-            vec![
-                Manifest::from_object(&class)?,
-                Manifest::from_object(&claim)?,
-            ]
-        }
-        StorageMode::Static => match file_system {
-            None => Vec::new(),
-            Some(file_system) => {
-                let (volume, claim) = fsx::static_volume(
-                    file_system,
-                    &storage.claim_name,
-                    namespace,
-                    storage.capacity_gib,
-                )?;
-                vec![
-                    Manifest::from_object(&volume)?,
-                    Manifest::from_object(&claim)?,
-                ]
-            }
-        },
-    })
-}
 
 /// Everything rendered. `gate` is the launcher gate detected from the cluster, if any;
 /// `file_system` the static mode's file system, if known; `stager_binary` the `trnkit-stage`
@@ -150,7 +62,7 @@ pub fn render_all(
 
     Ok(Rendered {
         images: rendered_images,
-        storage: storage_manifests(config, file_system)?,
+        storage: crate::storage::manifests(config, file_system)?,
         staging: crate::staging::jobs(config, &layout, &refs.training, &refs.stager)?
             .iter()
             .map(Manifest::from_object)

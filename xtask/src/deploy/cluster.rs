@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use mpijob::MPIJob;
@@ -78,6 +78,9 @@ pub struct ClusterExecutor<P> {
     pub images: BTreeMap<String, RenderedImage>,
     /// Builds and pushes images.
     pub publisher: P,
+    /// The FSx API, for `storage.mode = "static"` (the file system is created or adopted in
+    /// the storage step); `None` where no AWS client exists (that mode then fails, saying so).
+    pub fsx: Option<fsx::aws_sdk_fsx::Client>,
     /// The HuggingFace token, if the user has one (from `HF_TOKEN`); it goes into a Secret only.
     pub hf_token: Option<String>,
     /// Wait bounds.
@@ -148,38 +151,21 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         })
     }
 
+    /// The file system (static mode) and the storage objects, read before written: see
+    /// [`crate::storage::ensure_in_cluster`].
     async fn storage(&self, step: &Step) -> anyhow::Result<StepOutput> {
-        let claims: Api<PersistentVolumeClaim> =
-            Api::namespaced(self.client.clone(), self.namespace());
-        let claim_name = self.config.storage.claim_name.clone();
-        if !step.manifests.is_empty() {
-            self.apply(&step.manifests).await?;
-        } else if claims.get_opt(&claim_name).await?.is_none() {
-            bail!(
-                "the claim {}/{claim_name} does not exist: create it, or set storage.mode to \"dynamic\" or \"static\" so trnkit creates it",
-                self.namespace()
-            );
-        }
-        let bound = |claim: Option<&PersistentVolumeClaim>| {
-            claim
-                .and_then(|claim| claim.status.as_ref())
-                .and_then(|status| status.phase.as_deref())
-                == Some("Bound")
-        };
-        (self.on_status)(&format!(
-            "waiting for the claim {claim_name} to be Bound (a new FSx file system takes about 10 minutes)"
-        ));
-        tokio::time::timeout(self.timeouts.storage, await_condition(claims, &claim_name, bound))
-            .await
-            .with_context(|| {
-                format!(
-                    "the claim {claim_name} was not Bound within {}: check `kubectl describe pvc {claim_name}` and the FSx CSI driver's logs",
-                    humantime::format_duration(self.timeouts.storage)
-                )
-            })??;
+        let outcome = crate::storage::ensure_in_cluster(
+            &self.client,
+            self.fsx.as_ref(),
+            &self.config,
+            &step.manifests,
+            self.timeouts.storage,
+            &*self.on_status,
+        )
+        .await?;
         Ok(StepOutput {
-            summary: format!("claim {claim_name} is Bound"),
-            outputs: BTreeMap::new(),
+            summary: outcome.summary,
+            outputs: outcome.outputs,
         })
     }
 

@@ -293,6 +293,7 @@ async fn harness(config: Config) -> Harness {
         facts: None,
         images: rendered.images.clone(),
         publisher: FakePublisher::default(),
+        fsx: None,
         hf_token: Some("hf_secret_token_value".to_owned()),
         timeouts: Timeouts {
             storage: Duration::from_secs(10),

@@ -231,7 +231,15 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
             title: "the shared file system and its claim".to_owned(),
             digest: storage_digest,
             always: false,
-            actions: if rendered.storage.is_empty() {
+            actions: if config.storage.mode == crate::config::StorageMode::Static && rendered.storage.is_empty() {
+                vec![
+                    match config.storage.file_system_id.as_str() {
+                        "" => format!("create the FSx file system, or adopt the one tagged {}={}, and wait until it is AVAILABLE", fsx::spec::NAME_TAG, crate::storage::tag_name(config)),
+                        id => format!("adopt the FSx file system {id} and wait until it is AVAILABLE"),
+                    },
+                    format!("apply its static PersistentVolume and the claim {} (unless they exist), and wait until the claim is Bound", config.storage.claim_name),
+                ]
+            } else if rendered.storage.is_empty() {
                 vec![format!("use the existing claim {}", config.storage.claim_name)]
             } else {
                 let mut actions = describe(&rendered.storage, "apply");

@@ -1,14 +1,36 @@
-//! Tests of the configuration-to-spec mapping of `cargo xtask fsx`.
+//! Tests of `cargo xtask fsx`: its overrides of `[storage]` and its durations.
 
-use super::spec_from_config;
+use super::{CreateArgs, Output, Target, overridden};
 use crate::config::Config;
+use crate::storage;
+
+fn args() -> CreateArgs {
+    CreateArgs {
+        target: Target {
+            file_system_id: None,
+            name: None,
+            region: None,
+        },
+        subnet_id: None,
+        security_group_ids: Vec::new(),
+        deployment_type: None,
+        capacity_gib: None,
+        throughput: None,
+        no_wait: true,
+        timeout: std::time::Duration::from_secs(60),
+        output: Output::Json,
+    }
+}
 
 #[test]
-fn the_default_configuration_maps_to_the_blueprint_spec() {
+fn the_default_configuration_maps_to_the_blueprint_spec_named_by_the_cluster() {
     let mut config = Config::default();
     config.storage.subnet_id = "subnet-0a1b2c3d4e5f60718".to_owned();
     config.storage.security_group_ids = vec!["sg-0123456789abcdef0".to_owned()];
-    let spec = spec_from_config(&config, "trainium-inferentia").unwrap();
+    let name = args().target.tag_name(&config);
+    assert_eq!(name, config.cluster.name, "the tag deploy puts on");
+    let spec =
+        storage::file_system_spec_named(&overridden(&config, &args()).unwrap(), &name).unwrap();
     assert_eq!(
         spec,
         fsx::FileSystemSpec::blueprint(
@@ -17,27 +39,32 @@ fn the_default_configuration_maps_to_the_blueprint_spec() {
             &["sg-0123456789abcdef0"]
         )
     );
-    spec.validate().unwrap();
 }
 
 #[test]
-fn unsupported_values_name_the_key() {
+fn flags_override_storage_and_bad_values_name_the_flag() {
     let mut config = Config::default();
-    config.storage.deployment_type = "SCRATCH_2".to_owned();
-    let error = format!("{:#}", spec_from_config(&config, "x").unwrap_err());
-    assert!(
-        error.contains("[storage] deployment_type")
-            && error.contains("PERSISTENT_1 or PERSISTENT_2"),
-        "{error}"
-    );
-    let mut config = Config::default();
-    config.storage.data_compression_type = "ZSTD".to_owned();
-    let error = format!("{:#}", spec_from_config(&config, "x").unwrap_err());
-    assert!(error.contains("data_compression_type"), "{error}");
-    config.storage.data_compression_type = "lz4".to_owned();
+    config.storage.subnet_id = "subnet-0a1b2c3d4e5f60718".to_owned();
+    let mut given = args();
+    given.security_group_ids = vec!["sg-0fedcba9876543210".to_owned()];
+    given.deployment_type = Some("persistent-2".to_owned());
+    given.throughput = Some(250);
+    given.target.file_system_id = Some("fs-0199e5a63bd90f796".to_owned());
+    let changed = overridden(&config, &given).unwrap();
+    let spec = storage::file_system_spec(&changed).unwrap();
+    assert_eq!(spec.deployment_type, fsx::DeploymentType::Persistent2);
+    assert_eq!(spec.per_unit_storage_throughput, 250);
+    assert_eq!(spec.security_group_ids, ["sg-0fedcba9876543210"]);
     assert_eq!(
-        spec_from_config(&config, "x").unwrap().data_compression,
-        fsx::spec::DataCompression::Lz4
+        storage::adopt(&changed),
+        fsx::io::Adopt::Id("fs-0199e5a63bd90f796".to_owned())
+    );
+
+    given.deployment_type = Some("SCRATCH_2".to_owned());
+    let error = format!("{:#}", overridden(&config, &given).unwrap_err());
+    assert!(
+        error.contains("--deployment-type") && error.contains("PERSISTENT_1 or PERSISTENT_2"),
+        "{error}"
     );
 }
 
