@@ -20,6 +20,10 @@ use crate::reference::ImageReference;
 /// stream their output after that, so they are not bounded by it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The bound of the first calls (ping, version negotiation), which answer at once from a
+/// healthy engine.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Connects to the engine at `endpoint` (`unix:///var/run/docker.sock`, a socket path,
 /// `tcp://host:port` or `http://host:port`) and checks that it answers.
 pub async fn connect(endpoint: &str) -> Result<Docker> {
@@ -40,9 +44,21 @@ pub async fn connect(endpoint: &str) -> Result<Docker> {
         Docker::connect_with_socket(endpoint, timeout, bollard::API_DEFAULT_VERSION)
     }
     .map_err(unreachable)?;
-    docker.ping().await.map_err(unreachable)?;
+    // The first calls are bounded tightly: an engine that accepts the connection and never
+    // answers is an error now, not after the long bound of builds and pushes.
+    let silent = || Error::DockerSilent {
+        endpoint: endpoint.to_owned(),
+        seconds: HANDSHAKE_TIMEOUT.as_secs(),
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, docker.ping())
+        .await
+        .map_err(|_| silent())?
+        .map_err(unreachable)?;
     // Speak the engine's API version (Debian's docker.io 20.10 serves API 1.41).
-    let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    let docker = tokio::time::timeout(HANDSHAKE_TIMEOUT, docker.negotiate_version())
+        .await
+        .map_err(|_| silent())?
+        .map_err(unreachable)?;
     Ok(docker)
 }
 

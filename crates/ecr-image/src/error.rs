@@ -116,6 +116,18 @@ pub enum Error {
         source: bollard::errors::Error,
     },
 
+    /// The Docker engine accepted the connection but did not answer in time.
+    #[error(
+        "the docker engine at {endpoint} did not answer within {seconds}s: check that dockerd is \
+         running and healthy (`docker info`), or point DOCKER_HOST at another engine"
+    )]
+    DockerSilent {
+        /// The socket or URL that was tried.
+        endpoint: String,
+        /// The bound.
+        seconds: u64,
+    },
+
     /// A Docker Engine API call failed for a reason other than the ones below.
     #[error("the docker engine failed to {operation} {target}")]
     Docker {
