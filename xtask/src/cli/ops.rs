@@ -2,6 +2,7 @@
 //! `completions`. Each reads the same configuration and talks to the configured cluster.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -13,19 +14,29 @@ use mpijob::io::{FollowEvent, FollowOptions};
 use super::Global;
 use crate::config::Target;
 use crate::deploy::state::{ConfigMapStore, FileStore, State, StateStore};
+use crate::observe::decide::Verdict;
+use crate::observe::watch::Watch;
 
-/// `status`: where the deployment stands.
+/// `status`: where the deployment stands: the recorded steps, the jobs' conditions, and the
+/// train job's live figures from its launcher's log (step i of N, loss, throughput, seconds per
+/// step, ETA, elapsed, network, compile-cache events, cost so far and projected, an estimate).
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// `text` or `json`.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
 }
 
-/// `logs`: the training job's launcher log (every rank's output goes through it).
+/// `logs`: the training job's launcher log (every rank's output goes through it), or
+/// `logs analyze FILE`: what a saved log says, offline.
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// Keep following, re-attaching when the launcher restarts.
+    /// `analyze FILE`: read a log offline instead.
+    #[command(subcommand)]
+    pub action: Option<LogsAction>,
+    /// Keep following, re-attaching when the launcher restarts; a live summary (step, loss,
+    /// ETA, cost estimate) goes to stderr, and what waiting cannot fix (a fatal error, TCP
+    /// instead of EFA, no progress for too long) is reported with its log lines.
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// The job: `train` (default) or `compile`.
@@ -39,6 +50,26 @@ pub struct LogsArgs {
     /// `tail` in worker N through `kubectl exec` (the blueprint's `kubectl exec ... tail -f`).
     #[arg(long, value_name = "N")]
     pub rank: Option<u32>,
+}
+
+/// What `logs` does besides showing the cluster's log.
+#[derive(Debug, clap::Subcommand)]
+pub enum LogsAction {
+    /// Analyze a training log file (the launcher's, or a rank's; `-` reads stdin): the last
+    /// global step, the progress total, seconds per step, loss, throughput, consumed samples,
+    /// the network (EFA or TCP), compile-cache events, the first fatal condition and whether
+    /// the loss was ever NaN. Unknown values are null.
+    Analyze(AnalyzeArgs),
+}
+
+/// `logs analyze`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// The log file; `-` for stdin.
+    pub file: std::path::PathBuf,
+    /// `text` or `json` (one object).
+    #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
 }
 
 /// `cleanup`: delete what deploy created in the cluster.
@@ -76,31 +107,34 @@ async fn state(
     })
 }
 
-/// Parses the last `reduced_train_loss` and `throughput` figures from log lines.
-pub fn training_figures(text: &str) -> BTreeMap<String, String> {
-    let mut figures = BTreeMap::new();
-    for line in text.lines() {
-        for key in [
-            "reduced_train_loss",
-            "throughput",
-            "global_step",
-            "gradient_norm",
-        ] {
-            if let Some(position) = line.find(&format!("{key}=")) {
-                let value: String = line[position + key.len() + 1..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '-')
-                    .collect();
-                if !value.is_empty() {
-                    figures.insert(key.to_owned(), value);
-                }
-            }
-        }
-    }
-    figures
+/// The train job's live figures from its launcher log `text`, `elapsed` after it started.
+pub fn live_figures(
+    config: &crate::config::Config,
+    text: &str,
+    elapsed: std::time::Duration,
+) -> crate::observe::live::Live {
+    let analysis = crate::observe::analysis::analyze(text);
+    crate::observe::live::live(
+        &analysis,
+        elapsed,
+        u32::try_from(config.training.workers).unwrap_or(0),
+        config.cost.instance_hourly_usd,
+    )
 }
 
 pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
+/// Time since `time`, zero when it lies in the future.
+fn since(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> std::time::Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_secs());
+    let started = u64::try_from(time.0.as_second()).unwrap_or(0);
+    std::time::Duration::from_secs(now.saturating_sub(started))
+}
+
+/// Launcher log lines `status` reads for its figures.
+const STATUS_LOG_LINES: i64 = 5000;
+
     let config = super::load_config(global)?;
     let client = match config.cluster.target {
         Target::Eks => Some(super::cluster::client(&config).await?),
@@ -109,6 +143,7 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
     let state = state(&config, client.as_ref()).await?;
     let mut report = serde_json::json!({ "target": config.cluster.target, "steps": state.steps });
     if let Some(client) = &client {
+    let mut lives = BTreeMap::new();
         let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &config.cluster.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &config.cluster.namespace);
         let mut job_reports = serde_json::Map::new();
@@ -124,15 +159,23 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
                 .as_ref()
                 .and_then(|status| status.conditions.clone())
                 .unwrap_or_default();
-            let tail = mpijob::io::launcher_log_tail(&pods, name, 200)
+            let tail = mpijob::io::launcher_log_tail(&pods, name, STATUS_LOG_LINES)
                 .await
                 .ok()
                 .flatten();
-            let figures = tail
+            let elapsed = job
+                .status
                 .as_ref()
-                .map(|(_, text)| training_figures(text))
+                .and_then(|status| status.start_time.as_ref())
+                .map(since)
                 .unwrap_or_default();
-            job_reports.insert(name.clone(), serde_json::json!({ "conditions": conditions, "launcher": tail.map(|(pod, _)| pod), "figures": figures }));
+            let live = tail
+                .as_ref()
+                .map(|(_, text)| live_figures(&config, text, elapsed));
+            job_reports.insert(name.clone(), serde_json::json!({ "conditions": conditions, "launcher": tail.map(|(pod, _)| pod), "live": live }));
+            if let Some(live) = live {
+                lives.insert(name.clone(), live);
+            }
         }
         report["jobs"] = serde_json::Value::Object(job_reports);
     }
@@ -153,11 +196,8 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
     if let Some(jobs) = report.get("jobs").and_then(|jobs| jobs.as_object()) {
         for (name, job) in jobs {
             println!("job {name}: {}", job["conditions"]);
-            if let Some(figures) = job["figures"]
-                .as_object()
-                .filter(|figures| !figures.is_empty())
-            {
-                println!("  latest: {}", serde_json::Value::Object(figures.clone()));
+            if let Some(live) = lives.get(name) {
+                println!("  {}", crate::observe::live::summary(live));
             }
         }
     }
@@ -166,6 +206,9 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
 
 pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
     let config = super::load_config(global)?;
+    if let Some(LogsAction::Analyze(analyze)) = &args.action {
+        return analyze_file(analyze);
+    }
     anyhow::ensure!(
         config.cluster.target == Target::Eks,
         "logs needs a cluster (cluster.target = \"eks\")"
@@ -196,8 +239,21 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
         name,
         FollowOptions::default()
     ));
-    while let Some(event) = stream.next().await {
-        match event? {
+    let policy = crate::deploy::cluster::follow_policy(&config.training);
+    let mut watch = Watch::new(policy, Instant::now());
+    let mut last_summary: Option<Instant> = None;
+    loop {
+        let event = match tokio::time::timeout(WATCH_TICK, stream.next()).await {
+            Ok(Some(event)) => event?,
+            Ok(None) => break,
+            Err(_quiet) => {
+                if let Some(verdict) = watch.tick(Instant::now()) {
+                    report_verdict(&verdict);
+                }
+                continue;
+            }
+        };
+        match event {
             FollowEvent::Attached { pod, uid } | FollowEvent::Reattached { pod, uid, .. } => {
                 let log = layout
                     .rank_log(&uid, 0)
@@ -205,7 +261,26 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 eprintln!("==> following {pod}; rank 0 also writes {log}");
             }
-            FollowEvent::Line(line) => println!("{line}"),
+                watch.reattached(Instant::now());
+            }
+            FollowEvent::Line(line) => {
+                println!("{line}");
+                let now = Instant::now();
+                if let Some(verdict) = watch.line(&line, now) {
+                    report_verdict(&verdict);
+                }
+                if last_summary.is_none_or(|at| now.duration_since(at) >= SUMMARY_EVERY)
+                    && watch.analyzer().analysis().last_global_step.is_some()
+                {
+                    let live = crate::observe::live::live(
+                        &watch.analyzer().analysis(),
+                        watch.elapsed(now),
+                        u32::try_from(config.training.workers).unwrap_or(0),
+                        config.cost.instance_hourly_usd,
+                    );
+                    eprintln!("==> {}", crate::observe::live::summary(&live));
+                    last_summary = Some(now);
+                }
             FollowEvent::Finished(outcome) => {
                 eprintln!("==> {name} finished: {outcome:?}");
                 break;
@@ -216,6 +291,80 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
 }
 
 /// `logs --rank N`: `tail [-F]` of node N's log file, in worker N.
+/// How often `logs --follow` looks at a quiet log (for a hang).
+const WATCH_TICK: Duration = Duration::from_secs(60);
+/// How often `logs --follow` prints the live summary.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// Prints what waiting cannot fix, with its log lines. `logs` only reports: deploy's follow
+/// step stops the job.
+fn report_verdict(verdict: &Verdict) {
+    match verdict {
+        Verdict::Continue => {}
+        Verdict::Warn { reason, evidence } => {
+            eprintln!("==> warning: {reason}");
+            for line in evidence {
+                eprintln!("    {line}");
+            }
+        }
+        Verdict::Stop { reason, evidence } => {
+            eprintln!("==> waiting cannot fix this: {reason}");
+            for line in evidence {
+                eprintln!("    {line}");
+            }
+            eprintln!("==> `cargo xtask stop` stops the job (deploy's follow step does so itself)");
+        }
+        Verdict::Hung { reason } => {
+            eprintln!("==> {reason}; `cargo xtask stop` stops the job");
+        }
+    }
+}
+
+/// `logs analyze FILE`.
+fn analyze_file(args: &AnalyzeArgs) -> anyhow::Result<()> {
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin().lock())
+            .context("cannot read the log from stdin")?
+    } else {
+        let bytes = fs_err::read(&args.file)?;
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let analysis = crate::observe::analysis::analyze(&text);
+    if args.output == "json" {
+        println!("{}", serde_json::to_string(&analysis)?);
+    } else {
+        print!("{}", analysis_text(&analysis));
+    }
+    Ok(())
+}
+
+/// `logs analyze`'s text output: one `key: value` line per figure, `-` when unknown.
+pub fn analysis_text(analysis: &crate::observe::analysis::Analysis) -> String {
+    fn or_dash<T: ToString>(value: Option<T>) -> String {
+        value.map_or_else(|| "-".to_owned(), |value| value.to_string())
+    }
+    let cache = &analysis.cache;
+    format!(
+        "last global step: {}\ntotal steps:      {}\nseconds per step: {}\nloss:             {}{}\nthroughput:       {}\nconsumed samples: {}\nnetwork:          {}\ncompile cache:    {} cached neff hits, {} cached failed, {} locked\nfatal:            {}\n",
+        or_dash(analysis.last_global_step),
+        or_dash(analysis.total_steps),
+        or_dash(analysis.seconds_per_step),
+        or_dash(analysis.loss),
+        if analysis.nan_loss { " (NaN seen)" } else { "" },
+        or_dash(analysis.throughput),
+        or_dash(analysis.consumed_samples),
+        match analysis.network {
+            Some(crate::observe::analysis::Network::Efa) => "EFA",
+            Some(crate::observe::analysis::Network::Tcp) => "TCP (EFA not in use)",
+            None => "-",
+        },
+        cache.cached_neff_hits,
+        cache.cached_failed,
+        or_dash(cache.locked),
+        or_dash(analysis.fatal.map(crate::observe::analysis::Fatal::name)),
+    )
+}
+
 async fn rank_log(
     config: &crate::config::Config,
     pods: &Api<Pod>,
@@ -469,7 +618,7 @@ pub async fn top(args: TopArgs, global: &Global) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{kubectl_exec_args, training_figures};
+    use super::{analysis_text, kubectl_exec_args, live_figures};
     use crate::config::Config;
 
     #[test]
@@ -500,14 +649,32 @@ mod tests {
     }
 
     #[test]
-    fn training_figures_take_the_latest_values() {
-        let log = "Epoch 0: 1/100 reduced_train_loss=10.5, global_step=1.0, throughput=2.1\n\
+    fn status_figures_come_from_the_log_model() {
+        let log = "[1,0]<stdout>:Epoch 0: 1%| 2/100 [00:20<16:20, 10.00s/it, reduced_train_loss=10.5, global_step=1.0, throughput=2.1]\n\
                    noise throughput=\n\
-                   Epoch 0: 2/100 reduced_train_loss=9.75, global_step=2.0, gradient_norm=1.5e-1\n";
-        let figures = training_figures(log);
-        assert_eq!(figures["reduced_train_loss"], "9.75");
-        assert_eq!(figures["global_step"], "2.0");
-        assert_eq!(figures["throughput"], "2.1");
-        assert_eq!(figures["gradient_norm"], "1.5e-1");
+                   [1,0]<stdout>:Epoch 0: 2%| 3/100 [00:30<16:10, 10.00s/it, reduced_train_loss=9.75, global_step=2.0, throughput=2.2]\n";
+        let mut config = Config::default();
+        config.cost.instance_hourly_usd = 10.0;
+        let live = live_figures(&config, log, std::time::Duration::from_secs(3600));
+        assert_eq!(live.step, Some(2));
+        assert_eq!(live.total_steps, Some(100));
+        assert_eq!(live.loss, Some(9.75));
+        assert_eq!(live.throughput, Some(2.2));
+        assert_eq!(live.eta_seconds, Some(980.0));
+        // 4 workers x 10 USD x 1 hour.
+        assert_eq!(live.cost.so_far_usd, 40.0);
+    }
+
+    #[test]
+    fn analysis_text_says_what_is_unknown() {
+        let text = analysis_text(&crate::observe::analysis::analyze(
+            "2023-Jul-07 CCOM WARN OFI plugin initNet() failed is EFA enabled?",
+        ));
+        assert!(text.contains("last global step: -\n"), "{text}");
+        assert!(
+            text.contains("network:          TCP (EFA not in use)\n"),
+            "{text}"
+        );
+        assert!(text.contains("fatal:            -\n"), "{text}");
     }
 }

@@ -49,6 +49,8 @@ pub struct Timeouts {
     pub compile: Duration,
     /// Pause between looks at the launcher while following.
     pub follow_poll: Duration,
+    /// How long the follow step waits for a log line before it looks for a hang.
+    pub hang_check: Duration,
 }
 
 impl Default for Timeouts {
@@ -61,6 +63,7 @@ impl Default for Timeouts {
             unschedulable: Duration::from_secs(10 * 60),
             compile: Duration::from_secs(2 * 60 * 60),
             follow_poll: Duration::from_secs(2),
+            hang_check: Duration::from_secs(60),
         }
     }
 }
@@ -565,24 +568,91 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             poll_interval: self.timeouts.follow_poll,
             container: None,
         };
-        let mut stream = std::pin::pin!(mpijob::io::follow_launcher(pods, jobs, &name, options));
+        let mut stream = std::pin::pin!(mpijob::io::follow_launcher(
+            pods,
+            jobs.clone(),
+            &name,
+            options
+        ));
         let mut uid = String::new();
-        while let Some(event) = stream.next().await {
-            let event = event?;
-            (self.on_follow)(&event);
-            match event {
-                FollowEvent::Attached { uid: new, .. }
-                | FollowEvent::Reattached { uid: new, .. } => uid = new,
-                FollowEvent::Finished(Outcome::Succeeded) => {
-                    return Ok(StepOutput {
-                        summary: format!("{name} succeeded"),
-                        outputs: BTreeMap::from([("uid".to_owned(), uid)]),
-                    });
+        let mut watch = Watch::new(follow_policy(&self.config.training), Instant::now());
+        let nodes = u32::try_from(self.config.training.workers).unwrap_or(0);
+        loop {
+            let verdict = match tokio::time::timeout(self.timeouts.hang_check, stream.next()).await
+            {
+                Ok(None) => break,
+                Err(_quiet) => watch.tick(Instant::now()),
+                Ok(Some(event)) => {
+                    let event = event?;
+                    (self.on_follow)(&event);
+                    match event {
+                        FollowEvent::Attached { uid: new, .. } => {
+                            uid = new;
+                            None
+                        }
+                        FollowEvent::Reattached { uid: new, .. } => {
+                            uid = new;
+                            watch.reattached(Instant::now());
+                            None
+                        }
+                        FollowEvent::Finished(Outcome::Succeeded) => {
+                            return Ok(StepOutput {
+                                summary: format!("{name} succeeded"),
+                                outputs: BTreeMap::from([("uid".to_owned(), uid)]),
+                            });
+                        }
+                        FollowEvent::Finished(Outcome::Failed { reason, message }) => {
+                            let analysis = watch.analyzer().analysis();
+                            let seen = match analysis.fatal {
+                                Some(fatal) => format!(
+                                    "\nthe log shows {}:\n  {}",
+                                    fatal.name(),
+                                    watch.analyzer().fatal_evidence().join("\n  ")
+                                ),
+                                None => String::new(),
+                            };
+                            bail!("{name} failed: {reason}: {message}{seen}")
+                        }
+                        FollowEvent::Line(line) => {
+                            let now = Instant::now();
+                            let verdict = watch.line(&line, now);
+                            let analysis = watch.analyzer().analysis();
+                            if analysis.last_global_step.is_some() {
+                                let figures = live::live(
+                                    &analysis,
+                                    watch.elapsed(now),
+                                    nodes,
+                                    self.config.cost.instance_hourly_usd,
+                                );
+                                (self.on_status)(&live::summary(&figures));
+                            }
+                            verdict
+                        }
+                    }
                 }
-                FollowEvent::Finished(Outcome::Failed { reason, message }) => {
-                    bail!("{name} failed: {reason}: {message}")
+            };
+            match verdict {
+                None | Some(Verdict::Continue) => {}
+                Some(Verdict::Warn { reason, evidence }) => {
+                    tracing::warn!("{name}: {reason}\n  {}", evidence.join("\n  "));
                 }
-                FollowEvent::Line(_) => {}
+                Some(Verdict::Stop { reason, evidence }) => {
+                    let deleted = mpijob::io::delete(&jobs, &name).await.with_context(|| {
+                        format!("{name} must stop ({reason}) but could not be deleted")
+                    })?;
+                    bail!(
+                        "{name} {}: {reason}\n  {}",
+                        if deleted {
+                            "stopped (MPIJob deleted)"
+                        } else {
+                            "was already gone"
+                        },
+                        evidence.join("\n  ")
+                    )
+                }
+                Some(Verdict::Hung { reason }) => bail!(
+                    "{name} {reason}; the job is left running: `cargo xtask logs --follow` shows its log, `cargo xtask stop` stops it"
+                ),
             }
         }
         bail!(
@@ -597,8 +667,19 @@ pub fn requirements(training: &crate::config::Training) -> kube_apply::Requireme
         nodes: usize::try_from(training.workers).unwrap_or(0),
         neuron_devices: i64::from(training.neuron_devices_per_worker),
         efa_interfaces: i64::from(training.efa_interfaces_per_worker),
+    /// Follows the train job's launcher through the log model: the live figures go to
+    /// `on_status`; what waiting cannot fix stops the job (a fatal condition, TCP instead of
+    /// EFA unless `require_efa = false`), and a run without progress for too long fails the
+    /// step as hung (the job is left running).
     }
+        use std::time::Instant;
+
 }
+
+        use crate::observe::decide::Verdict;
+        use crate::observe::live;
+        use crate::observe::watch::Watch;
+
 
 /// Why `pod` will not run by waiting longer, if so: a container that cannot start (its image
 /// cannot be pulled, its configuration is wrong), or scheduling that has failed for longer than
@@ -632,6 +713,17 @@ pub fn pod_problem(
             if FATAL.contains(&reason) {
                 return Some(format!(
                     "pod {name}: container {} cannot start: {reason}: {}",
+/// The follow step's decisions as `[training]` asks for them (`require_efa`, `hang_timeout`).
+pub fn follow_policy(training: &crate::config::Training) -> crate::observe::decide::Policy {
+    crate::observe::decide::Policy {
+        require_efa: training.require_efa,
+        hang_timeout: training
+            .hang_timeout
+            .as_ref()
+            .map(crate::config::Timeout::duration),
+    }
+}
+
                     container.name,
                     waiting.message.as_deref().unwrap_or("no message")
                 ));

@@ -126,6 +126,8 @@ struct Knobs {
 }
 
 impl Default for Knobs {
+    /// When set, the train launcher writes these lines and keeps running.
+    train_log: Arc<Mutex<Option<Vec<String>>>>,
     fn default() -> Self {
         Self {
             fail_compile: Arc::default(),
@@ -137,6 +139,7 @@ impl Default for Knobs {
         }
     }
 }
+            train_log: Arc::default(),
 
 /// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
 /// Jobs and runs the check Jobs (whose pods print `cache` and `dataset`; `None` fails them), the
@@ -153,6 +156,7 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
     } = knobs.clone();
     let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
+        train_log,
         if event.verb == WriteVerb::Apply && event.subresource.is_none() {
             fake.set_status::<PersistentVolumeClaim>(
                 event.namespace(),
@@ -250,6 +254,12 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
             fake.append_log(&namespace, &pod, "step 1 reduced_train_loss=10.5");
             fake.append_log(&namespace, &pod, "step 2 reduced_train_loss=9.8");
             fake.close_log(&namespace, &pod);
+            if let Some(lines) = train_log.lock().unwrap().clone() {
+                for line in lines {
+                    fake.append_log(&namespace, &pod, &line);
+                }
+                return;
+            }
             fake.set_status::<k8s_openapi::api::core::v1::Pod>(&namespace, &pod, json!({"phase": "Succeeded"}));
             fake.set_status::<MPIJob>(&namespace, &name, json!({"conditions": [{"type": "Succeeded", "status": "True"}]}));
         }
@@ -306,6 +316,7 @@ async fn harness(config: Config) -> Harness {
         },
         on_follow: Box::new(move |event| seen.lock().unwrap().push(event.clone())),
         on_status: Box::new(move |status| said.lock().unwrap().push(status.to_owned())),
+            hang_check: Duration::from_secs(60),
     };
     let store = ConfigMapStore {
         api: kube::Api::namespaced(fake.client(), "default"),
@@ -731,4 +742,41 @@ async fn a_compile_worker_without_a_node_fails_compile_after_the_grace_period() 
         "{error}"
     );
     assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_falls_back_to_tcp_is_stopped_with_its_evidence() {
+    let mut h = harness(config()).await;
+    // Real lines, as mpirun tags them: a NeMo progress line, then the OFI plugin failing.
+    let progress = "Epoch 0:   1%|          | 795/77225 [9:07:58<878:01:48, 41.36s/it, loss=3.1, v_num=, reduced_train_loss=3.090, global_step=794.0, consumed_samples=1.63e+6]";
+    let mut lines = vec![format!("[1,0]<stdout>:{progress}")];
+    lines.extend(
+        include_str!("../observe/testdata/socket_fallback.log")
+            .lines()
+            .skip(1)
+            .map(|line| format!("[1,0]<stdout>:{line}")),
+    );
+    *h.knobs.train_log.lock().unwrap() = Some(lines);
+    let (fake, statuses) = (h.fake.clone(), h.statuses.clone());
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Follow), "{events:#?}");
+    let failure = failure(&events);
+    assert!(
+        failure.contains("stopped (MPIJob deleted): tcp:"),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("aws-ofi-nccl initialization failed"),
+        "{failure}"
+    );
+    assert!(
+        fake.get::<MPIJob>("default", "test-mpi-train").is_none(),
+        "the train job must be deleted"
+    );
+    let said = statuses.lock().unwrap().clone();
+    assert!(
+        said.iter()
+            .any(|status| status.starts_with("step 794/77225 · loss 3.090")),
+        "{said:?}"
+    );
 }
