@@ -300,15 +300,29 @@ pub async fn ensure_in_cluster(
         _ => rendered.to_vec(),
     };
 
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let claim_name = storage.claim_name.as_str();
+    // A claim that is Bound already is what the pods mount: the StorageClass would only serve a
+    // new claim, so it is neither checked nor created.
+    let claim_bound = storage.mode == StorageMode::Dynamic
+        && claims
+            .get_opt(claim_name)
+            .await?
+            .is_some_and(|claim| is_bound(Some(&claim)));
     let mut create = Vec::new();
     for manifest in &objects {
+        if claim_bound && manifest.kind == "StorageClass" {
+            tracing::info!(
+                "the claim {claim_name} is Bound already: the StorageClass {} is neither checked nor created",
+                manifest.name
+            );
+            continue;
+        }
         match existing(client, config, manifest).await? {
             Found::Absent => create.push(manifest),
             Found::Adopted(note) => done.push(note),
         }
     }
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let claim_name = storage.claim_name.as_str();
     if storage.mode == StorageMode::ExistingClaim && claims.get_opt(claim_name).await?.is_none() {
         bail!(
             "the claim {namespace}/{claim_name} does not exist (storage.mode = \"existing-claim\"): create it, or \
@@ -320,16 +334,10 @@ pub async fn ensure_in_cluster(
         done.push(format!("created {} {}", manifest.kind, manifest.name));
     }
 
-    let bound = |claim: Option<&PersistentVolumeClaim>| {
-        claim
-            .and_then(|claim| claim.status.as_ref())
-            .and_then(|status| status.phase.as_deref())
-            == Some("Bound")
-    };
     on_status(&format!(
         "waiting for the claim {claim_name} to be Bound (a new FSx file system takes about 10 minutes)"
     ));
-    tokio::time::timeout(timeout, await_condition(claims, claim_name, bound))
+    tokio::time::timeout(timeout, await_condition(claims, claim_name, is_bound))
         .await
         .with_context(|| {
             format!(
@@ -343,6 +351,14 @@ pub async fn ensure_in_cluster(
         summary: done.join("; "),
         outputs,
     })
+}
+
+/// Whether the claim exists and is Bound.
+fn is_bound(claim: Option<&PersistentVolumeClaim>) -> bool {
+    claim
+        .and_then(|claim| claim.status.as_ref())
+        .and_then(|status| status.phase.as_deref())
+        == Some("Bound")
 }
 
 /// Whether a storage object exists already, and if so, that it is adopted.

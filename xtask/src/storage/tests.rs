@@ -233,9 +233,10 @@ async fn a_storage_class_that_does_not_fit_is_explained_and_left_alone() {
 }
 
 #[tokio::test]
-async fn a_bound_claim_is_adopted_as_it_is() {
+async fn a_bound_claim_is_adopted_as_it_is_whatever_its_storage_class() {
     let fake = fake_cluster().await;
-    fake.insert_value(terraform_storage_class(SUBNET));
+    // The claim is Bound: the class (which would not fit) no longer matters.
+    fake.insert_value(terraform_storage_class("subnet-0ffffffffffffffff"));
     fake.insert_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": "fsx-claim", "namespace": "default"},
