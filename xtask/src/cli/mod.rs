@@ -28,6 +28,7 @@ pub mod fsx;
 pub mod image;
 pub mod init;
 pub mod ops;
+pub mod output;
 mod progress;
 pub mod render;
 pub mod tokenize;
@@ -39,8 +40,8 @@ pub mod tokenize;
 /// embedded local profile under `./.trnkit/`.
 #[derive(Debug, Parser)]
 #[command(
-    name = "cargo xtask",
-    bin_name = "cargo xtask",
+    name = "trnkit",
+    bin_name = "trnkit",
     version,
     propagate_version = true,
     max_term_width = 100
@@ -71,6 +72,31 @@ pub struct Global {
     /// Only warnings and errors.
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// The kubeconfig file for this run (as kubectl's --kubeconfig; default: KUBECONFIG, then
+    /// ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context for this run, overriding `cluster.kube_context`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace for this run, overriding `cluster.namespace`.
+    #[arg(long, short = 'n', global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+}
+
+impl Global {
+    /// Applies the one-run overrides (`--kubeconfig`, `--context`, `--namespace`).
+    pub fn apply_overrides(&self, config: &mut crate::config::Config) {
+        if let Some(path) = &self.kubeconfig {
+            config.cluster.kubeconfig = Some(path.clone());
+        }
+        if let Some(context) = &self.context {
+            config.cluster.kube_context = context.clone();
+        }
+        if let Some(namespace) = &self.namespace {
+            config.cluster.namespace = namespace.clone();
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,7 +112,7 @@ pub enum Command {
     /// Stop training: delete the train and compile MPIJobs.
     Stop,
     /// Print TensorBoard's URL, user and password.
-    Tensorboard,
+    Tensorboard(ops::TensorboardArgs),
     /// Delete what deploy created in the cluster (storage only with --storage; never ECR).
     Cleanup(ops::CleanupArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -129,7 +155,7 @@ fn load_config_with(
     global: &Global,
     load: fn(&std::path::Path) -> Result<crate::config::Config, crate::config::ConfigError>,
 ) -> anyhow::Result<crate::config::Config> {
-    let config = match crate::config::find(global.config.as_deref(), std::path::Path::new("."))
+    let mut config = match crate::config::find(global.config.as_deref(), std::path::Path::new("."))
     {
         Some(path) => {
             tracing::debug!(path = %path.display(), "configuration");
@@ -137,6 +163,7 @@ fn load_config_with(
         }
         None => crate::config::Config::default(),
     };
+    global.apply_overrides(&mut config);
     Ok(config)
 }
 
@@ -154,8 +181,23 @@ pub async fn render_manifests(
     config: &crate::config::Config,
     file_system: Option<&::fsx::FileSystem>,
 ) -> anyhow::Result<Vec<crate::render::Manifest>> {
-    let stager = std::path::PathBuf::from(ecr_image::STAGE_BINARY_NAME);
+    // The same trnkit-stage deploy renders with, so the stager's tag matches a dry run's.
+    let stager = crate::images::default_stage_binary();
     Ok(crate::deploy::bundle::render_all(config, None, file_system, &stager)?.all_manifests())
+}
+
+/// The body of `cargo xtask` and `trnkit`: parses the command line under the name it was run
+/// as (so usage lines and hints show what the user typed), then runs it. A usage error exits
+/// with 2, a failure with 1.
+pub fn main_as(bin_name: &'static str) -> std::process::ExitCode {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command().bin_name(bin_name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let (verbose, quiet) = (cli.global.verbose, cli.global.quiet);
+    main_with(verbose, quiet, run(cli))
 }
 
 /// The body of both binaries (`cargo xtask`, `trnkit-stage`): installs tracing, builds the tokio runtime, runs `work` and prints its whole error chain.
@@ -178,7 +220,13 @@ pub fn main_with(
     match runtime.block_on(work) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Bold red on a terminal (unless NO_COLOR), plain elsewhere.
+            let label = if progress::colour() {
+                "\u{1b}[1;31merror\u{1b}[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{label}: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -196,8 +244,8 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(progress::LogWriter)
+        .with_ansi(progress::colour())
         .with_target(verbose > 0)
         .without_time()
         .init();
@@ -213,7 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => ops::logs(args, &global).await,
         Command::Top(args) => ops::top(args, &global).await,
         Command::Stop => ops::stop(&global).await,
-        Command::Tensorboard => ops::tensorboard(&global).await,
+        Command::Tensorboard(args) => ops::tensorboard(args, &global).await,
         Command::Cleanup(args) => ops::cleanup(args, &global).await,
         Command::Completions(args) => {
             ops::completions(args);

@@ -78,9 +78,10 @@ pub struct CleanupArgs {
     /// Also delete the storage objects (with the dynamic mode, the FSx file system goes with its claim).
     #[arg(long)]
     pub storage: bool,
-    /// Confirm the deletion (without it, cleanup only lists what it would delete).
-    #[arg(long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: super::output::ConfirmArgs,
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
 }
 
 async fn state(
@@ -122,7 +123,6 @@ pub fn live_figures(
     )
 }
 
-pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
 /// Time since `time`, zero when it lies in the future.
 fn since(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> std::time::Duration {
     let now = std::time::SystemTime::now()
@@ -135,6 +135,7 @@ fn since(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> std::ti
 /// Launcher log lines `status` reads for its figures.
 const STATUS_LOG_LINES: i64 = 5000;
 
+pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
     let config = super::load_config(global)?;
     let client = match config.cluster.target {
         Target::Eks => Some(super::cluster::client(&config).await?),
@@ -142,8 +143,8 @@ const STATUS_LOG_LINES: i64 = 5000;
     };
     let state = state(&config, client.as_ref()).await?;
     let mut report = serde_json::json!({ "target": config.cluster.target, "steps": state.steps });
-    if let Some(client) = &client {
     let mut lives = BTreeMap::new();
+    if let Some(client) = &client {
         let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &config.cluster.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &config.cluster.namespace);
         let mut job_reports = serde_json::Map::new();
@@ -205,10 +206,10 @@ const STATUS_LOG_LINES: i64 = 5000;
 }
 
 pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
-    let config = super::load_config(global)?;
     if let Some(LogsAction::Analyze(analyze)) = &args.action {
         return analyze_file(analyze);
     }
+    let config = super::load_config(global)?;
     anyhow::ensure!(
         config.cluster.target == Target::Eks,
         "logs needs a cluster (cluster.target = \"eks\")"
@@ -260,7 +261,6 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
                     .map(|path| path.display().to_string())
                     .unwrap_or_default();
                 eprintln!("==> following {pod}; rank 0 also writes {log}");
-            }
                 watch.reattached(Instant::now());
             }
             FollowEvent::Line(line) => {
@@ -281,6 +281,7 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
                     eprintln!("==> {}", crate::observe::live::summary(&live));
                     last_summary = Some(now);
                 }
+            }
             FollowEvent::Finished(outcome) => {
                 eprintln!("==> {name} finished: {outcome:?}");
                 break;
@@ -290,7 +291,6 @@ pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `logs --rank N`: `tail [-F]` of node N's log file, in worker N.
 /// How often `logs --follow` looks at a quiet log (for a hang).
 const WATCH_TICK: Duration = Duration::from_secs(60);
 /// How often `logs --follow` prints the live summary.
@@ -365,6 +365,7 @@ pub fn analysis_text(analysis: &crate::observe::analysis::Analysis) -> String {
     )
 }
 
+/// `logs --rank N`: `tail [-F]` of node N's log file, in worker N.
 async fn rank_log(
     config: &crate::config::Config,
     pods: &Api<Pod>,
@@ -461,7 +462,25 @@ pub async fn stop(global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn tensorboard(global: &Global) -> anyhow::Result<()> {
+/// `tensorboard`: TensorBoard's address, user and password.
+#[derive(Debug, clap::Args)]
+pub struct TensorboardArgs {
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
+}
+
+/// TensorBoard's address, user and password, for `-o json`.
+#[derive(Debug, serde::Serialize)]
+struct TensorboardReport {
+    /// `http://<load balancer>/`, or null while it has no address.
+    url: Option<String>,
+    /// The command that reaches it without a load balancer.
+    port_forward: String,
+    user: String,
+    password: String,
+}
+
+pub async fn tensorboard(args: TensorboardArgs, global: &Global) -> anyhow::Result<()> {
     let config = super::load_config(global)?;
     anyhow::ensure!(
         config.cluster.target == Target::Eks,
@@ -489,16 +508,26 @@ pub async fn tensorboard(global: &Global) -> anyhow::Result<()> {
         .await?
         .and_then(|service| service.status?.load_balancer?.ingress?.into_iter().next())
         .and_then(|ingress| ingress.hostname.or(ingress.ip));
-    match host {
-        Some(host) => println!("http://{host}/"),
-        None => println!(
-            "no load balancer address (yet): `kubectl port-forward svc/{} 8080:80`, then http://localhost:8080/",
+    let report = TensorboardReport {
+        url: host.map(|host| format!("http://{host}/")),
+        port_forward: format!(
+            "kubectl port-forward svc/{} 8080:80",
             crate::tensorboard::SERVICE
         ),
-    }
-    println!("user: {}", config.tensorboard.user);
-    println!("password: {password}");
-    Ok(())
+        user: config.tensorboard.user.clone(),
+        password,
+    };
+    super::output::emit(args.output.output, &report, || {
+        match &report.url {
+            Some(url) => out!("{url}"),
+            None => out!(
+                "no load balancer address (yet): `{}`, then http://localhost:8080/",
+                report.port_forward
+            ),
+        }
+        out!("user: {}", report.user);
+        out!("password: {}", report.password);
+    })
 }
 
 pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
@@ -537,20 +566,37 @@ pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
     ] {
         objects.push(serde_json::json!({ "apiVersion": "v1", "kind": kind, "metadata": { "name": name, "namespace": config.cluster.namespace } }));
     }
-    if !args.yes {
-        println!("cleanup would delete (pass --yes to do it):");
-        for object in &objects {
-            println!(
-                "  {} {}",
-                object["kind"].as_str().unwrap_or(""),
-                object["metadata"]["name"].as_str().unwrap_or("")
-            );
-        }
+    if !args.confirm.yes {
+        let namespace = &config.cluster.namespace;
+        let mut keeps = Vec::new();
         if !args.storage {
-            println!(
-                "the storage objects and the file system are kept (add --storage to delete them too); the ECR repository is never deleted by cleanup"
-            );
+            keeps.push(format!(
+                "the storage objects and the data on the file system (add --storage to remove them{})",
+                if config.storage.mode == crate::config::StorageMode::Dynamic {
+                    ": the FSx file system and all its data go with its claim"
+                } else {
+                    ""
+                }
+            ));
         }
+        keeps.push(format!("the namespace {namespace} itself"));
+        keeps.push("the ECR repositories and their images (cleanup never deletes them)".to_owned());
+        super::output::Preview {
+            command: "cleanup".to_owned(),
+            would_remove: objects
+                .iter()
+                .map(|object| {
+                    format!(
+                        "{} {namespace}/{}",
+                        object["kind"].as_str().unwrap_or(""),
+                        object["metadata"]["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect(),
+            keeps,
+            removed: false,
+        }
+        .print(args.output.output)?;
         return Ok(());
     }
     anyhow::ensure!(
@@ -560,12 +606,15 @@ pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
     );
     let client = super::cluster::client(&config).await?;
     let deleted =
-        crate::kube_apply::delete_all(&client, &objects, &config.cluster.namespace).await?;
+        crate::kube::apply::delete_all(&client, &objects, &config.cluster.namespace).await?;
     println!("deleted {} objects", deleted.len());
     Ok(())
 }
 
-/// `completions`: print a shell completion script.
+/// `completions`: print a shell completion script for the installed `trnkit` command
+/// (`cargo install --path xtask`), down to subcommands and flag values.
+///
+/// Example: `trnkit completions bash > ~/.local/share/bash-completion/completions/trnkit`
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
     /// The shell.
@@ -576,7 +625,7 @@ pub struct CompletionsArgs {
 pub fn completions(args: CompletionsArgs) {
     let mut command = <super::Cli as clap::CommandFactory>::command();
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut command, "cargo-xtask", &mut script);
+    clap_complete::generate(args.shell, &mut command, "trnkit", &mut script);
     // A closed pipe (`... | head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
 }

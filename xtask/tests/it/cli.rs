@@ -42,7 +42,11 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         .output()
         .await
         .expect("bash runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
         .map(str::to_owned)
@@ -53,12 +57,25 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
 async fn bash_completes_subcommands_and_flag_values_of_trnkit() {
     let dir = tempfile::tempdir().unwrap();
     let steps = complete(dir.path(), &["trnkit", "deploy", "--only", ""]).await;
-    for step in ["preflight", "images", "storage", "staging", "compile", "train"] {
-        assert!(steps.contains(&step.to_owned()), "{step} missing from {steps:?}");
+    for step in [
+        "preflight",
+        "images",
+        "storage",
+        "staging",
+        "compile",
+        "train",
+    ] {
+        assert!(
+            steps.contains(&step.to_owned()),
+            "{step} missing from {steps:?}"
+        );
     }
     let cache = complete(dir.path(), &["trnkit", "cache", ""]).await;
     for command in ["inspect", "prune", "verify"] {
-        assert!(cache.contains(&command.to_owned()), "{command} missing from {cache:?}");
+        assert!(
+            cache.contains(&command.to_owned()),
+            "{command} missing from {cache:?}"
+        );
     }
     let top = complete(dir.path(), &["trnkit", "dep"]).await;
     assert_eq!(top, ["deploy"]);
@@ -68,6 +85,8 @@ async fn bash_completes_subcommands_and_flag_values_of_trnkit() {
 async fn usage_errors_exit_2_and_failures_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let usage = trnkit(dir.path(), &["deploy", "--only", "nonsense"]).await;
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+    let usage = trnkit(dir.path(), &["deploy", "--nonsense"]).await;
     assert_eq!(usage.status.code(), Some(2), "{usage:?}");
     let stderr = String::from_utf8_lossy(&usage.stderr);
     assert!(stderr.contains("Usage: trnkit deploy"), "{stderr}");
@@ -84,7 +103,10 @@ async fn render_out_never_deletes_what_trnkit_did_not_write() {
     let refused = trnkit(dir.path(), &["render", "--out", "d"]).await;
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("notes.md"));
-    assert_eq!(fs_err::read_to_string(out.join("notes.md")).unwrap(), "mine");
+    assert_eq!(
+        fs_err::read_to_string(out.join("notes.md")).unwrap(),
+        "mine"
+    );
 
     // `--out -` is one YAML stream on stdout, every object a document.
     let stream = trnkit(dir.path(), &["render", "--out", "-"]).await;
@@ -95,12 +117,79 @@ async fn render_out_never_deletes_what_trnkit_did_not_write() {
         .filter(|document| !document.trim().is_empty())
         .map(|document| serde_yaml::from_str(document).unwrap())
         .collect();
-    assert!(documents.iter().any(|document| document["kind"] == "MPIJob"), "{text}");
-    assert!(documents.iter().all(|document| document["metadata"]["name"].is_string()));
+    assert!(
+        documents
+            .iter()
+            .any(|document| document["kind"] == "MPIJob"),
+        "{text}"
+    );
+    assert!(
+        documents
+            .iter()
+            .all(|document| document["metadata"]["name"].is_string())
+    );
 
     // A fresh directory, then the same again: replaced, since trnkit wrote it.
     for _ in 0..2 {
         let written = trnkit(dir.path(), &["render", "--out", "fresh"]).await;
         assert!(written.status.success(), "{written:?}");
     }
+}
+
+#[tokio::test]
+async fn dry_run_plan_is_one_json_document_and_the_work_directory_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = trnkit(dir.path(), &["deploy", "--dry-run", "-o", "json"]).await;
+    assert!(output.status.success(), "{output:?}");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON document");
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["id"], "preflight");
+    assert!(
+        steps
+            .iter()
+            .all(|step| step["digest"].as_str().is_some_and(|d| d.len() >= 12))
+    );
+    assert_eq!(plan["contacted"], false);
+    let readme = fs_err::read_to_string(dir.path().join(".trnkit/README")).unwrap();
+    for entry in fs_err::read_dir(dir.path().join(".trnkit")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "README" {
+            assert!(
+                readme.contains(&name),
+                "README does not explain {name}:\n{readme}"
+            );
+        }
+    }
+}
+
+/// Under a pseudo-terminal (`script`), errors and log lines are coloured unless `NO_COLOR` is
+/// set.
+#[tokio::test]
+async fn no_color_is_honoured_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_trnkit");
+    let run = |no_color: bool| {
+        let mut command = tokio::process::Command::new("script");
+        command
+            .args([
+                "-q",
+                "-c",
+                &format!("'{exe}' -c missing.toml render --check"),
+                "/dev/null",
+            ])
+            .current_dir(dir.path())
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        command.output()
+    };
+    let coloured = run(false).await.expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&coloured.stdout);
+    assert!(text.contains("\u{1b}["), "a terminal gets colour: {text}");
+    let plain = run(true).await.unwrap();
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(!text.contains("\u{1b}["), "NO_COLOR gets none: {text}");
 }
