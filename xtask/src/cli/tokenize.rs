@@ -181,7 +181,10 @@ pub fn config(args: &Args, mode: Mode) -> TokenizeConfig {
 pub fn lock_options(wait: bool) -> LockOptions {
     LockOptions {
         wait,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::env::args_os()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
