@@ -622,3 +622,6 @@ impl Parts<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
