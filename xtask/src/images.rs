@@ -22,7 +22,9 @@ pub fn definitions(
         logdir: experiments.to_owned(),
         ..TensorboardImage::default()
     };
-    let mut definitions = vec![training.definition()?, tensorboard.definition()?];
+    let mut training = training.definition()?;
+    crate::render::rank::add_to_image(&mut training);
+    let mut definitions = vec![training, tensorboard.definition()?];
     let stager = StagerImage::new(stager_binary);
     definitions.push(if stager_binary.exists() {
         stager.definition()?

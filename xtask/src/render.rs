@@ -190,13 +190,23 @@ pub fn llama2_config(
     jobs.launcher_gate = gate;
     jobs.claim_name = config.storage.claim_name.clone();
     jobs.neuron_cc_flags = training.neuron_cc_flags.clone();
-    jobs.script = training.script.clone();
-    jobs.script_args = training.script_args.clone();
-    jobs.extra_env = training
-        .env
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()))
+    // Every rank runs `trnkit-rank <script> <args>`, which hands the flags to the compiler
+    // after `train_setup.sh` has overwritten NEURON_CC_FLAGS (see `rank`).
+    jobs.script = rank::PATH.to_owned();
+    jobs.script_args = std::iter::once(training.script.clone())
+        .chain(training.script_args.iter().cloned())
         .collect();
+    jobs.extra_env = std::iter::once((
+        rank::FLAGS_VARIABLE.to_owned(),
+        training.neuron_cc_flags.clone(),
+    ))
+    .chain(
+        training
+            .env
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone())),
+    )
+    .collect();
     jobs.node_selector = training.node_selector.clone();
     jobs.tolerations = training
         .tolerations
@@ -279,6 +289,8 @@ pub fn write(dir: &Path, manifests: &[Manifest]) -> Result<Vec<PathBuf>, RenderE
     }
     Ok(written)
 }
+
+pub mod rank;
 
 #[cfg(test)]
 mod tests;

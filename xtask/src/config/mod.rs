@@ -537,6 +537,7 @@ impl Config {
 
 mod parse;
 mod types;
+pub mod upstream;
 mod validate;
 
 #[cfg(test)]

@@ -370,3 +370,27 @@ fn trnkit_toml_in_the_working_directory_is_found_and_the_flag_wins() {
         Some(flag.to_path_buf())
     );
 }
+
+#[test]
+fn env_the_scripts_overwrite_is_refused_with_the_script_line() {
+    let problems = problems_of(
+        r#"
+[training]
+env = { TP = "4", NEURON_CC_FLAGS = "--x", FI_PROVIDER = "tcp", GBS = "512", POD_UID = "u" }
+"#,
+    );
+    assert!(message_for(&problems, "training.env.TP").contains("llama_7b.sh line 5"));
+    assert!(message_for(&problems, "training.env.FI_PROVIDER").contains("train_setup.sh line 8"));
+    assert!(
+        message_for(&problems, "training.env.NEURON_CC_FLAGS")
+            .contains("set [training] neuron_cc_flags instead")
+    );
+    assert!(message_for(&problems, "training.env.POD_UID").contains("trnkit sets"));
+    assert!(!problems.iter().any(|(key, _)| key == "training.env.GBS"));
+    // test_llama.sh only defaults TP; with it as the script, TP from the environment wins.
+    Config::parse(
+        "[training]\nscript = \"./test_llama.sh\"\nenv = { TP = \"4\", GBS = \"512\" }\n",
+        "x",
+    )
+    .unwrap();
+}

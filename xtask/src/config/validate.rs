@@ -5,7 +5,7 @@
 
 use mpijob::names;
 
-use super::{Config, StorageMode, Target, TolerationOperator};
+use super::{Config, StorageMode, Target, TolerationOperator, upstream};
 
 struct Checker {
     problems: Vec<(String, String)>,
@@ -444,10 +444,14 @@ fn training(c: &mut Checker, config: &Config) {
     }
     job_names(c, training);
     for (name, value) in &training.env {
+        let key = format!("training.env.{name}");
         c.check(
-            &format!("training.env.{name}"),
+            &key,
             names::env_name(name).and_then(|()| names::env_value(value)),
         );
+        if let Some(message) = env_without_effect(name, &training.script) {
+            c.fail(&key, message);
+        }
     }
     for (key, value) in &training.node_selector {
         c.check(
@@ -476,6 +480,51 @@ fn training(c: &mut Checker, config: &Config) {
             names::dns1123_subdomain(&training.priority_class),
         );
     }
+}
+
+/// Variables trnkit sets on every rank itself.
+const TRNKIT_VARIABLES: &[(&str, &str)] = &[
+    (
+        "POD_UID",
+        "the launcher pod's UID, which names the experiment directory",
+    ),
+    (
+        "TOKENIZER_PATH",
+        "the staged tokenizer on the shared file system",
+    ),
+    (
+        "DATASET_PATH",
+        "the tokenized dataset on the shared file system",
+    ),
+    (
+        "NEURON_COMPILE_CACHE_URL",
+        "the compile cache on the shared file system",
+    ),
+    ("COMPILE", "1 in the compile job only"),
+    (
+        crate::render::rank::FLAGS_VARIABLE,
+        "[training] neuron_cc_flags, for the compiler",
+    ),
+];
+
+/// Why a `[training] env` variable would never reach the training command, if it would not.
+fn env_without_effect(name: &str, script: &str) -> Option<String> {
+    if name == "NEURON_CC_FLAGS" {
+        return Some(
+            "set [training] neuron_cc_flags instead: train_setup.sh exports NEURON_CC_FLAGS outright, and trnkit hands neuron_cc_flags to the compiler after it has run (and checks the compile cache for the same flags)"
+                .to_owned(),
+        );
+    }
+    if let Some((_, what)) = TRNKIT_VARIABLES.iter().find(|(known, _)| *known == name) {
+        return Some(format!(
+            "trnkit sets {name} on every rank ({what}); remove it"
+        ));
+    }
+    let variable = upstream::overwritten(name, script)?;
+    Some(format!(
+        "{} line {} (neuronx-nemo-megatron at the pinned commit) sets {name} outright after the environment is read, so this value would never reach the training command; remove it, or run a script of your own as training.script",
+        variable.script, variable.line
+    ))
 }
 
 fn job_names(c: &mut Checker, training: &super::Training) {
