@@ -2,7 +2,9 @@
 //!
 //! `cargo bench -p neuron-cache` generates the tree in a temporary folder on local disk (set
 //! `NEURON_CACHE_BENCH_DIR` to put it elsewhere, `NEURON_CACHE_BENCH_ENTRIES` to change the
-//! count), then times `inspect` three times and prints the figures. The first run follows the
+//! count), then times `inspect` three times and prints the figures. With
+//! `NEURON_CACHE_BENCH_ROOT=DIR` it inspects that existing tree instead (to compare with
+//! `du -sb DIR` on the same tree, warm). The first run follows the
 //! generation, so the kernel's caches are warm in all runs; on a freshly mounted Lustre file
 //! system the first inspection will be slower.
 
@@ -18,21 +20,32 @@ fn main() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(100_000);
+    let existing = std::env::var_os("NEURON_CACHE_BENCH_ROOT").map(std::path::PathBuf::from);
     let parent = std::env::var_os("NEURON_CACHE_BENCH_DIR").map(std::path::PathBuf::from);
     let directory = match &parent {
         Some(parent) => tempfile::tempdir_in(parent),
         None => tempfile::tempdir(),
     }
     .expect("a temporary folder for the generated cache");
-    let root = directory.path();
-
-    let start = Instant::now();
-    generate(root, count);
-    println!(
-        "generated {count} entries in {:.2} s under {}",
-        start.elapsed().as_secs_f64(),
-        root.display()
-    );
+    let root = existing.as_deref().unwrap_or(directory.path());
+    let count = match &existing {
+        Some(_) => {
+            neuron_cache::inspect(root, &InspectOptions::default())
+                .expect("inspect the given tree")
+                .summary
+                .entries
+        }
+        None => {
+            let start = Instant::now();
+            generate(root, count);
+            println!(
+                "generated {count} entries in {:.2} s under {}",
+                start.elapsed().as_secs_f64(),
+                root.display()
+            );
+            count
+        }
+    };
 
     let options = InspectOptions {
         stale_after: Duration::from_secs(3600),

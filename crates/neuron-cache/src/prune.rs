@@ -401,6 +401,7 @@ fn recheck(path: &Path, item: &mut Pruned, inspect: &InspectOptions) -> Option<E
         compiler_version: item.entry.compiler_version.clone(),
         graph_key: item.entry.graph_key.clone(),
         flags_key: item.entry.flags_key.clone(),
+        at: None,
     };
     let now = InspectOptions {
         now: SystemTime::now(),
