@@ -6,9 +6,11 @@
 //!   kube client code over a real HTTP stack, without a cluster.
 //!
 //! - `aws`: the SDK configuration for tests against moto.
+//! - `silent`: an endpoint that accepts connections and never answers.
 //!
 //! No library crate depends on this crate except as a `[dev-dependency]`.
 
 pub mod aws;
 pub mod fake_apiserver;
 pub mod services;
+pub mod silent;

@@ -20,15 +20,8 @@ fn client_for(url: &str) -> kube::Client {
 
 #[tokio::test]
 async fn a_silent_endpoint_is_an_error_naming_it_within_the_bound() {
-    // Accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let silent = test_support::silent::SilentEndpoint::start().await;
+    let url = silent.url();
     let started = Instant::now();
     let error = ensure_reachable(&client_for(&url), &url, quick())
         .await
@@ -45,7 +38,6 @@ async fn a_silent_endpoint_is_an_error_naming_it_within_the_bound() {
     );
     // Two attempts of 0.5 s and one 1 s pause, with room for a loaded machine.
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
-    holder.abort();
 }
 
 #[tokio::test]

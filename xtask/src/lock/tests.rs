@@ -72,45 +72,33 @@ fn quick() -> LeaseTiming {
     }
 }
 
+/// Takes the Lease `trnkit-deploy` in `default` for a holder running `command`.
+async fn take(api: &Api<Lease>, command: &str, wait: bool) -> Result<LeaseLock, LockError> {
+    LeaseLock::acquire(
+        api.clone(),
+        "default",
+        "trnkit-deploy",
+        &holder(command),
+        wait,
+        quick(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_second_deploy_is_refused_while_the_lease_is_held_and_renewed() {
     let server = FakeApiServer::builder().kind(lease_kind()).start().await;
     let api: Api<Lease> = Api::namespaced(server.client(), "default");
-    let first = LeaseLock::acquire(
-        api.clone(),
-        "default",
-        "trnkit-deploy",
-        &holder("deploy"),
-        false,
-        quick(),
-    )
-    .await
-    .unwrap();
+    let first = take(&api, "deploy", false).await.unwrap();
     // Longer than the lease's duration: the holder's renewals keep it alive.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let error = LeaseLock::acquire(
-        api.clone(),
-        "default",
-        "trnkit-deploy",
-        &holder("deploy"),
-        false,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let error = take(&api, "deploy", false).await.unwrap_err();
     assert!(matches!(error, LockError::Held { .. }), "{error}");
     assert!(error.to_string().contains("ana@build-1"), "{error}");
     first.release().await;
-    let second = LeaseLock::acquire(
-        api.clone(),
-        "default",
-        "trnkit-deploy",
-        &holder("deploy"),
-        false,
-        quick(),
-    )
-    .await
-    .expect("free once released");
+    let second = take(&api, "deploy", false)
+        .await
+        .expect("free once released");
     second.release().await;
 }
 
@@ -118,29 +106,11 @@ async fn a_second_deploy_is_refused_while_the_lease_is_held_and_renewed() {
 async fn the_lease_of_a_killed_run_is_taken_over_once_it_expires() {
     let server = FakeApiServer::builder().kind(lease_kind()).start().await;
     let api: Api<Lease> = Api::namespaced(server.client(), "default");
-    let killed = LeaseLock::acquire(
-        api.clone(),
-        "default",
-        "trnkit-deploy",
-        &holder("killed"),
-        false,
-        quick(),
-    )
-    .await
-    .unwrap();
+    let killed = take(&api, "killed", false).await.unwrap();
     // Killed: it stops renewing without deleting the Lease.
     drop(killed);
     let started = std::time::Instant::now();
-    let taken = LeaseLock::acquire(
-        api.clone(),
-        "default",
-        "trnkit-deploy",
-        &holder("next"),
-        true,
-        quick(),
-    )
-    .await
-    .unwrap();
+    let taken = take(&api, "next", true).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "{:?}",

@@ -43,19 +43,15 @@ fn classifies_registry_messages() {
 /// handshake bound, not a 10-minute hang.
 #[tokio::test]
 async fn a_silent_engine_is_an_error_within_the_handshake_bound() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    let error = super::connect(&endpoint).await.err().expect("a silent engine is refused");
+    let silent = test_support::silent::SilentEndpoint::start().await;
+    let endpoint = format!("tcp://{}", silent.address());
+    let error = super::connect(&endpoint)
+        .await
+        .err()
+        .expect("a silent engine is refused");
     assert!(
         matches!(&error, crate::Error::DockerSilent { endpoint: e, .. } if *e == endpoint),
         "{error}"
     );
     assert!(error.to_string().contains("DOCKER_HOST"), "{error}");
-    holder.abort();
 }
