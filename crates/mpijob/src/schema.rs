@@ -151,6 +151,18 @@ impl CrdSchema {
         let mut schema = version_schema(crd)
             .cloned()
             .ok_or_else(|| format!("{source} has no {VERSION} version with an openAPIV3Schema"))?;
+        // The API server takes these of every object, whether the schema lists them or not.
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for (field, kind) in [
+                ("apiVersion", "string"),
+                ("kind", "string"),
+                ("metadata", "object"),
+            ] {
+                properties
+                    .entry(field)
+                    .or_insert_with(|| serde_json::json!({ "type": kind }));
+            }
+        }
         tighten(&mut schema);
         let validator = jsonschema::draft4::new(&schema)
             .map_err(|error| format!("the schema of {source} does not compile: {error}"))?;
