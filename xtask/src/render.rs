@@ -221,6 +221,19 @@ pub fn llama2_config(
         .collect();
     jobs.priority_class =
         (!training.priority_class.is_empty()).then(|| training.priority_class.clone());
+    if training.do_not_disrupt {
+        jobs.pod_annotations.insert(
+            mpijob::builder::DO_NOT_DISRUPT_ANNOTATION.to_owned(),
+            "true".to_owned(),
+        );
+    }
+    // The init-container gate is for operators before v0.5 (the blueprint's v0.4.0): the jobs
+    // then carry only what that CRD declares and are checked against it. At apply time
+    // `mpijob::io::apply` checks them against the CRD the cluster serves.
+    jobs.operator_crd = match gate {
+        LauncherGate::InitContainer => mpijob::OperatorCrd::V0_4_0,
+        LauncherGate::WaitForWorkersReady => mpijob::OperatorCrd::V0_8_2,
+    };
     Ok(jobs)
 }
 

@@ -14,7 +14,7 @@ use crate::deploy::cluster::{ClusterExecutor, ImagePublisher, Timeouts};
 use crate::deploy::plan::{self, RenderedImage};
 use crate::deploy::run::{self, Selection};
 use crate::deploy::state::ConfigMapStore;
-use crate::kube_apply;
+use crate::kube::preflight;
 
 /// A client for the configured kube context (or the current one).
 pub(crate) async fn client(config: &Config) -> anyhow::Result<kube::Client> {
@@ -139,9 +139,9 @@ pub(crate) async fn deploy(
         identity.account, identity.arn, config.cluster.region
     );
     let client = client(config).await?;
-    let facts = kube_apply::fetch_facts(&client).await;
+    let facts = preflight::fetch_facts(&client).await;
     let training = &config.training;
-    let preflight = kube_apply::evaluate(&facts, &crate::deploy::cluster::requirements(training));
+    let preflight = preflight::evaluate(&facts, &crate::deploy::cluster::requirements(training));
     let rendered = bundle::render_all(config, preflight.launcher_gate, None, stager_binary)?;
     let plan = plan::plan(config, &rendered);
     let layout = crate::render::layout(config)?;

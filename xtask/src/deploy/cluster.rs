@@ -17,7 +17,7 @@ use super::plan::{RenderedImage, Step, StepId};
 use super::run::{Executor, StepOutput};
 use super::state::StepRecord;
 use crate::config::Config;
-use crate::kube_apply;
+use crate::kube::{apply, preflight};
 use crate::render::Manifest;
 use crate::tensorboard;
 
@@ -76,7 +76,7 @@ pub struct ClusterExecutor<P> {
     pub config: Config,
     /// Cluster facts the caller fetched moments ago (to choose the launcher gate); the
     /// preflight step uses them once instead of asking again, and fetches afresh otherwise.
-    pub facts: Option<kube_apply::ClusterFacts>,
+    pub facts: Option<preflight::ClusterFacts>,
     /// Everything rendered (the images, for the images step).
     pub images: BTreeMap<String, RenderedImage>,
     /// Builds and pushes images.
@@ -109,7 +109,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .iter()
             .map(|manifest| manifest.value.clone())
             .collect();
-        kube_apply::apply_all(
+        apply::apply_all(
             &self.client,
             &values,
             self.namespace(),
@@ -122,10 +122,10 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
     async fn preflight(&mut self) -> anyhow::Result<StepOutput> {
         let facts = match self.facts.take() {
             Some(facts) => facts,
-            None => kube_apply::fetch_facts(&self.client).await,
+            None => preflight::fetch_facts(&self.client).await,
         };
         let training = &self.config.training;
-        let preflight = kube_apply::evaluate(&facts, &requirements(training));
+        let preflight = preflight::evaluate(&facts, &requirements(training));
         if !preflight.passed() {
             let failures: Vec<String> = preflight
                 .failures()
@@ -144,11 +144,30 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 failures.join("\n  - ")
             );
         }
+        // Warnings (a Karpenter pool that may consolidate Trainium nodes) do not stop deploy.
+        let warnings: Vec<String> = preflight
+            .warnings()
+            .map(|check| {
+                format!(
+                    "{}: {} — {}",
+                    check.id,
+                    check.detail,
+                    check.fix.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        for warning in &warnings {
+            tracing::warn!("preflight: {warning}");
+        }
         Ok(StepOutput {
             summary: format!(
-                "{} checks passed; {}",
+                "{} checks passed; {}{}",
                 preflight.checks.len(),
-                preflight.launcher_gate_reason
+                preflight.launcher_gate_reason,
+                warnings
+                    .iter()
+                    .map(|warning| format!("; warning: {warning}"))
+                    .collect::<String>()
             ),
             outputs: BTreeMap::new(),
         })
@@ -662,8 +681,8 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
 }
 
 /// What the configured jobs need from the cluster's nodes.
-pub fn requirements(training: &crate::config::Training) -> kube_apply::Requirements {
-    kube_apply::Requirements {
+pub fn requirements(training: &crate::config::Training) -> preflight::Requirements {
+    preflight::Requirements {
         nodes: usize::try_from(training.workers).unwrap_or(0),
         neuron_devices: i64::from(training.neuron_devices_per_worker),
         efa_interfaces: i64::from(training.efa_interfaces_per_worker),

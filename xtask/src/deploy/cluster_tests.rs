@@ -40,13 +40,9 @@ impl ImagePublisher for FakePublisher {
 }
 
 fn seed_healthy_cluster(fake: &FakeApiServer) {
-    fake.insert_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "mpijobs.kubeflow.org"},
-        "spec": {"group": "kubeflow.org", "names": {"kind": "MPIJob", "plural": "mpijobs"}, "scope": "Namespaced",
-                 "versions": [{"name": "v2beta1", "served": true, "storage": true,
-                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"launcherCreationPolicy": {"type": "string"}}}}}}}]},
-    }));
+    // The CRD as MPI Operator v0.8.2 ships it: the FAKE server (like a real one) refuses an
+    // applied MPIJob with a field its schema does not declare.
+    fake.insert_value(mpijob::OperatorCrd::V0_8_2.crd().clone());
     fake.insert_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "mpi-operator", "namespace": "default"},

@@ -1,4 +1,4 @@
-//! Opt-in end-to-end tests of `xtask::kube_apply` against a real cluster.
+//! Opt-in end-to-end tests of `xtask::kube` against a real cluster.
 //!
 //! `#[ignore]`d so `cargo test` never touches a cluster. To run them, point `KUBECONFIG` at a
 //! cluster where you may create namespaces:
@@ -16,7 +16,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use xtask::kube_apply::{ApplyOutcome, Requirements, apply_all, delete_all, evaluate, fetch_facts};
+use xtask::kube::apply::{ApplyOutcome, apply_all, delete_all};
+use xtask::kube::preflight::{Requirements, evaluate, fetch_facts};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use test_support::fake_apiserver::{FakeApiServer, KindInfo};
-use xtask::kube_apply::{ApplyOutcome, KubeApplyError, apply_all, delete_all};
+use xtask::kube::apply::{ApplyOutcome, KubeApplyError, apply_all, delete_all};
 
 const MANAGER: &str = "trnkit";
 const NS: &str = "trnkit";

@@ -1,4 +1,4 @@
-//! Integration tests of xtask's Kubernetes IO (`xtask::kube_apply`) against the FAKE Kubernetes
+//! Integration tests of xtask's Kubernetes IO (`xtask::kube`) against the FAKE Kubernetes
 //! API server, the compile-cache check Job's command run with the real `trnkit-stage`
 //! (`cache_check`), the staging Jobs' tokenization commands run with it, sharded and single
 //! (`sharded`), and an opt-in suite against a real cluster (`cluster` module).

@@ -5,10 +5,10 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::CSIDriver;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use mpijob::LauncherGate;
+use mpijob::{LauncherGate, OperatorCrd};
 use serde_json::{Value, json};
 use test_support::fake_apiserver::FakeApiServer;
-use xtask::kube_apply::{ClusterFacts, Requirements, evaluate, fetch_facts, image_version};
+use xtask::kube::preflight::{ClusterFacts, Requirements, evaluate, fetch_facts, image_version};
 
 const NEED: Requirements = Requirements {
     nodes: 2,
@@ -16,22 +16,17 @@ const NEED: Requirements = Requirements {
     efa_interfaces: 8,
 };
 
+/// The MPIJob CRD of MPI Operator v0.8.2 (`with_policy`) or v0.4.0, as shipped, serving
+/// `version`.
 fn crd(version: &str, with_policy: bool) -> Value {
-    let spec_properties = if with_policy {
-        json!({ "launcherCreationPolicy": { "type": "string" } })
+    let release = if with_policy {
+        OperatorCrd::V0_8_2
     } else {
-        json!({ "slotsPerWorker": { "type": "integer" } })
+        OperatorCrd::V0_4_0
     };
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": { "name": "mpijobs.kubeflow.org" },
-        "spec": {
-            "group": "kubeflow.org", "scope": "Namespaced",
-            "names": { "kind": "MPIJob", "plural": "mpijobs" },
-            "versions": [{ "name": version, "served": true, "storage": true,
-                "schema": { "openAPIV3Schema": { "type": "object", "properties": { "spec": { "type": "object", "properties": spec_properties } } } } }],
-        },
-    })
+    let mut crd = release.crd().clone();
+    crd["spec"]["versions"][0]["name"] = json!(version);
+    crd
 }
 
 fn operator(image: &str, available: i32) -> Value {
@@ -116,10 +111,11 @@ fn facts(parts: Parts) -> ClusterFacts {
         daemonsets: parse::<DaemonSet>(daemonsets),
         csi_drivers: parse::<CSIDriver>(csi_drivers),
         nodes: parse::<Node>(nodes),
+        node_pools: Ok(Vec::new()),
     }
 }
 
-fn failed_ids(preflight: &xtask::kube_apply::Preflight) -> Vec<&'static str> {
+fn failed_ids(preflight: &xtask::kube::preflight::Preflight) -> Vec<&'static str> {
     preflight.failures().map(|check| check.id).collect()
 }
 
@@ -177,9 +173,13 @@ fn the_operator_version_decides_the_launcher_gate() {
         Some(LauncherGate::InitContainer)
     );
     assert_eq!(
-        gate("mpioperator/mpi-operator:0.5.0", false).0,
+        gate("mpioperator/mpi-operator:0.5.0", true).0,
         Some(LauncherGate::WaitForWorkersReady)
     );
+    // An operator upgraded without its CRD: the CRD decides what the API server accepts.
+    let (stale, reason) = gate("mpioperator/mpi-operator:0.6.0", false);
+    assert_eq!(stale, Some(LauncherGate::InitContainer));
+    assert!(reason.contains("CRD was not upgraded"), "{reason}");
     // The blueprint's operator runs `:master`: the CRD's schema tells what the API accepts.
     let (master_new, reason) = gate("mpioperator/mpi-operator:master", true);
     assert_eq!(master_new, Some(LauncherGate::WaitForWorkersReady));
@@ -328,4 +328,162 @@ async fn fetch_reads_what_evaluate_needs_from_the_api() {
     let empty = FakeApiServer::start().await;
     let preflight = evaluate(&fetch_facts(&empty.client()).await, &NEED);
     assert_eq!(preflight.failures().count(), 6);
+}
+
+/// The blueprint's cluster (MPI Operator v0.4.0 and its CRD): preflight chooses the init-container
+/// gate and the v0.4.0 CRD, and the jobs rendered for it are accepted by a server holding that
+/// CRD; the jobs of the default gate are refused, by trnkit before the server.
+#[tokio::test]
+async fn jobs_for_a_v0_4_0_operator_pass_its_crd_on_the_server() {
+    let fake = FakeApiServer::start().await;
+    let (_, _, daemonsets, csi_drivers, nodes) = healthy();
+    let namespace =
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "mpi-operator" } });
+    for value in [
+        namespace,
+        crd("v2beta1", false),
+        operator("mpioperator/mpi-operator:v0.4.0", 1),
+    ]
+    .into_iter()
+    .chain(daemonsets)
+    .chain(csi_drivers)
+    .chain(nodes)
+    {
+        fake.insert_value(value);
+    }
+    let preflight = evaluate(&fetch_facts(&fake.client()).await, &NEED);
+    assert!(preflight.passed(), "{:#?}", preflight.checks);
+    assert_eq!(preflight.launcher_gate, Some(LauncherGate::InitContainer));
+    assert_eq!(preflight.operator_crd, Some(OperatorCrd::V0_4_0));
+
+    let config = xtask::config::Config::default();
+    let jobs: kube::Api<mpijob::MPIJob> = kube::Api::default_namespaced(fake.client());
+    let image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/trnkit:abc";
+    let gate = xtask::render::launcher_gate(&config, preflight.launcher_gate);
+    let llama = xtask::render::llama2_config(&config, image, gate).unwrap();
+    for job in [
+        mpijob::llama2::compile_job(&llama).unwrap(),
+        mpijob::llama2::train_job(&llama).unwrap(),
+    ] {
+        mpijob::io::apply(&jobs, &job, "trnkit").await.unwrap();
+    }
+
+    let newer =
+        xtask::render::llama2_config(&config, image, LauncherGate::WaitForWorkersReady).unwrap();
+    let job = mpijob::llama2::train_job(&newer).unwrap();
+    let error = mpijob::io::apply(&jobs, &job, "trnkit").await.unwrap_err();
+    assert!(
+        error.to_string().contains("launcherCreationPolicy"),
+        "{error}"
+    );
+}
+
+fn node_pool(name: &str, instance_family: &str, disruption: Value) -> Value {
+    json!({
+        "apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": { "name": name },
+        "spec": {
+            "template": { "spec": {
+                "nodeClassRef": { "group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default" },
+                "requirements": [{ "key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": [instance_family] }],
+            } },
+            "disruption": disruption,
+        },
+    })
+}
+
+fn consolidation(pools: Vec<Value>) -> Option<xtask::kube::preflight::Check> {
+    let facts = ClusterFacts {
+        node_pools: Ok(pools),
+        ..facts(healthy())
+    };
+    let preflight = evaluate(&facts, &NEED);
+    assert!(preflight.passed(), "a warning does not fail preflight");
+    preflight
+        .checks
+        .into_iter()
+        .find(|check| check.id == "karpenter-consolidation")
+}
+
+#[test]
+fn a_trainium_node_pool_that_may_consolidate_is_a_warning() {
+    let warned = consolidation(vec![
+        node_pool(
+            "trainium",
+            "trn1",
+            json!({ "consolidationPolicy": "WhenEmptyOrUnderutilized", "budgets": [{ "nodes": "10%" }] }),
+        ),
+        node_pool("cpu", "m5", json!({})),
+    ])
+    .expect("a check for the Trainium pool");
+    assert!(warned.passed && warned.warning, "{warned:?}");
+    assert!(
+        warned.detail.contains("trainium") && !warned.detail.contains("cpu"),
+        "{}",
+        warned.detail
+    );
+    assert!(
+        warned
+            .fix
+            .as_deref()
+            .is_some_and(|fix| fix.contains("do_not_disrupt") && fix.contains("WhenEmpty")),
+        "{warned:?}"
+    );
+    // Karpenter v1 consolidates underutilized nodes when the policy is not given.
+    assert!(
+        consolidation(vec![node_pool("trn", "trn1", json!({}))])
+            .unwrap()
+            .warning
+    );
+    for safe in [
+        json!({ "consolidationPolicy": "WhenEmpty" }),
+        json!({ "consolidationPolicy": "WhenEmptyOrUnderutilized", "budgets": [{ "nodes": "0" }] }),
+        json!({ "budgets": [{ "nodes": "0", "reasons": ["Underutilized", "Drifted"] }] }),
+    ] {
+        let check = consolidation(vec![node_pool("trainium", "trn1", safe.clone())]).unwrap();
+        assert!(check.passed && !check.warning, "{safe}: {check:?}");
+    }
+    // A scheduled budget stops consolidation only part of the time.
+    let scheduled =
+        json!({ "budgets": [{ "nodes": "0", "schedule": "0 9 * * 1-5", "duration": "8h" }] });
+    assert!(
+        consolidation(vec![node_pool("trainium", "trn1", scheduled)])
+            .unwrap()
+            .warning
+    );
+    assert_eq!(
+        consolidation(vec![node_pool("cpu", "m5", json!({}))]),
+        None,
+        "pools of other nodes are not looked at"
+    );
+}
+
+#[tokio::test]
+async fn node_pools_are_read_when_karpenter_serves_them() {
+    let karpenter = test_support::fake_apiserver::KindInfo::new(
+        "karpenter.sh",
+        "v1",
+        "NodePool",
+        "nodepools",
+        false,
+        true,
+    );
+    let fake = FakeApiServer::builder().kind(karpenter).start().await;
+    fake.insert_value(node_pool("trainium", "trn1", json!({})));
+    let facts = fetch_facts(&fake.client()).await;
+    assert_eq!(facts.node_pools.as_ref().map(Vec::len), Ok(1));
+    let preflight = evaluate(&facts, &NEED);
+    assert!(
+        preflight
+            .warnings()
+            .any(|check| check.id == "karpenter-consolidation"),
+        "{:#?}",
+        preflight.checks
+    );
+
+    // Without Karpenter there is nothing to read, and no check.
+    let plain = FakeApiServer::start().await;
+    assert_eq!(
+        fetch_facts(&plain.client()).await.node_pools,
+        Ok(Vec::new())
+    );
 }

@@ -1,368 +1,17 @@
-//! Kubernetes IO of the deploy workflow: server-side apply of rendered objects in dependency
-//! order, and the cluster preflight (MPI Operator, FSx CSI driver, device plugins, Trainium
-//! nodes).
+//! The cluster preflight: the MPI Operator (its CRD decides the launcher gate and which MPIJob
+//! fields may be sent), the FSx CSI driver, the Neuron and EFA device plugins, Trainium nodes.
 //!
-//! The decisions are pure functions: [`apply_rank`] orders objects, [`resolve_static`] maps a kind
-//! to its REST resource, and [`evaluate`] turns fetched [`ClusterFacts`] into [`Preflight`] checks,
-//! each failure saying what to install or fix. The IO ([`apply_all`], [`delete_all`],
-//! [`fetch_facts`]) is thin and takes a `kube::Client`.
-
-use std::collections::BTreeMap;
+//! [`evaluate`] is pure: it turns fetched [`ClusterFacts`] into [`Preflight`] checks, each
+//! failure saying what to install or fix. [`fetch_facts`] reads them with a `kube::Client`.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::CSIDriver;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::discovery::Scope;
-use mpijob::LauncherGate;
+use mpijob::{LauncherGate, OperatorCrd};
 use serde_json::Value;
-
-/// What went wrong while applying or reading cluster objects.
-#[derive(Debug, thiserror::Error)]
-pub enum KubeApplyError {
-    /// A rendered object lacks `apiVersion`, `kind` or `metadata.name`.
-    #[error(
-        "rendered object #{index} has no {field}; every manifest needs apiVersion, kind and metadata.name"
-    )]
-    MissingField {
-        /// Position in the input.
-        index: usize,
-        /// The missing field.
-        field: &'static str,
-    },
-    /// The cluster does not serve the object's kind.
-    #[error(
-        "the cluster does not serve {api_version} {kind} (needed by {name}); install the CRD or operator that provides it"
-    )]
-    UnknownKind {
-        /// `apiVersion`.
-        api_version: String,
-        /// `kind`.
-        kind: String,
-        /// The object's name.
-        name: String,
-        /// The discovery error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// Reading the object before applying it failed.
-    #[error("cannot read {kind} {name} before applying it")]
-    Get {
-        /// `kind`.
-        kind: String,
-        /// `namespace/name` or `name`.
-        name: String,
-        /// The API error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// The server-side apply was refused.
-    #[error("cannot apply {kind} {name}; the server's reason follows")]
-    Apply {
-        /// `kind`.
-        kind: String,
-        /// `namespace/name` or `name`.
-        name: String,
-        /// The API error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-    /// A delete failed (other than the object being absent).
-    #[error("cannot delete {kind} {name}")]
-    Delete {
-        /// `kind`.
-        kind: String,
-        /// `namespace/name` or `name`.
-        name: String,
-        /// The API error.
-        #[source]
-        source: Box<kube::Error>,
-    },
-}
-
-/// The order in which kinds are applied: what others depend on comes first.
-///
-/// Namespaces, then CRDs, then other cluster-scoped objects (storage classes, volumes, RBAC),
-/// then service accounts and namespaced RBAC, secrets and config maps, claims, services,
-/// workloads, and last custom resources such as MPIJobs (whose CRD must exist and whose pods
-/// mount the claims and secrets above).
-pub fn apply_rank(api_version: &str, kind: &str) -> u8 {
-    match (api_version, kind) {
-        ("v1", "Namespace") => 0,
-        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => 1,
-        (
-            _,
-            "StorageClass" | "CSIDriver" | "PersistentVolume" | "ClusterRole"
-            | "ClusterRoleBinding" | "PriorityClass",
-        ) => 2,
-        (_, "ServiceAccount" | "Role" | "RoleBinding") => 3,
-        ("v1", "Secret" | "ConfigMap") => 4,
-        ("v1", "PersistentVolumeClaim") => 5,
-        ("v1", "Service") => 6,
-        ("apps/v1", "Deployment" | "DaemonSet" | "StatefulSet")
-        | ("batch/v1", "Job")
-        | ("v1", "Pod") => 7,
-        _ => 8,
-    }
-}
-
-/// The REST resource and scope of the kinds trnkit renders, without asking the cluster.
-pub fn resolve_static(api_version: &str, kind: &str) -> Option<(ApiResource, Scope)> {
-    use Scope::{Cluster, Namespaced};
-    let (plural, scope) = match (api_version, kind) {
-        ("v1", "Namespace") => ("namespaces", Cluster),
-        ("v1", "Node") => ("nodes", Cluster),
-        ("v1", "PersistentVolume") => ("persistentvolumes", Cluster),
-        ("v1", "PersistentVolumeClaim") => ("persistentvolumeclaims", Namespaced),
-        ("v1", "Pod") => ("pods", Namespaced),
-        ("v1", "Service") => ("services", Namespaced),
-        ("v1", "ServiceAccount") => ("serviceaccounts", Namespaced),
-        ("v1", "ConfigMap") => ("configmaps", Namespaced),
-        ("v1", "Secret") => ("secrets", Namespaced),
-        ("apps/v1", "Deployment") => ("deployments", Namespaced),
-        ("apps/v1", "DaemonSet") => ("daemonsets", Namespaced),
-        ("apps/v1", "StatefulSet") => ("statefulsets", Namespaced),
-        ("batch/v1", "Job") => ("jobs", Namespaced),
-        ("storage.k8s.io/v1", "StorageClass") => ("storageclasses", Cluster),
-        ("storage.k8s.io/v1", "CSIDriver") => ("csidrivers", Cluster),
-        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
-            ("customresourcedefinitions", Cluster)
-        }
-        ("rbac.authorization.k8s.io/v1", "Role") => ("roles", Namespaced),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding") => ("rolebindings", Namespaced),
-        ("rbac.authorization.k8s.io/v1", "ClusterRole") => ("clusterroles", Cluster),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => ("clusterrolebindings", Cluster),
-        ("kubeflow.org/v2beta1", "MPIJob") => ("mpijobs", Namespaced),
-        _ => return None,
-    };
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    Some((ApiResource::from_gvk_with_plural(&gvk, plural), scope))
-}
-
-/// One object to apply, read from a rendered manifest.
-#[derive(Clone, Debug)]
-struct Target {
-    api_version: String,
-    kind: String,
-    name: String,
-    namespace: Option<String>,
-    object: Value,
-}
-
-fn target(index: usize, object: &Value) -> Result<Target, KubeApplyError> {
-    let text = |pointer: &str| {
-        object
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .filter(|text| !text.is_empty())
-    };
-    let missing = |field| KubeApplyError::MissingField { index, field };
-    Ok(Target {
-        api_version: text("/apiVersion").ok_or(missing("apiVersion"))?.to_owned(),
-        kind: text("/kind").ok_or(missing("kind"))?.to_owned(),
-        name: text("/metadata/name")
-            .ok_or(missing("metadata.name"))?
-            .to_owned(),
-        namespace: text("/metadata/namespace").map(str::to_owned),
-        object: object.clone(),
-    })
-}
-
-/// What an apply did, as `kubectl apply` words it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApplyOutcome {
-    /// The object did not exist.
-    Created,
-    /// The object existed and changed.
-    Configured,
-    /// The object existed and the apply changed nothing (its `resourceVersion` is unchanged).
-    Unchanged,
-}
-
-/// One applied object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// `kind`.
-    pub kind: String,
-    /// The namespace, for namespaced kinds.
-    pub namespace: Option<String>,
-    /// `metadata.name`.
-    pub name: String,
-    /// What the apply did.
-    pub outcome: ApplyOutcome,
-    /// `metadata.uid` as stored.
-    pub uid: Option<String>,
-}
-
-impl Applied {
-    /// `kind namespace/name`, for messages.
-    pub fn describe(&self) -> String {
-        match &self.namespace {
-            Some(namespace) => format!("{} {namespace}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
-        }
-    }
-}
-
-struct Resolved {
-    target: Target,
-    resource: ApiResource,
-    scope: Scope,
-}
-
-async fn resolve(
-    client: &kube::Client,
-    objects: &[Value],
-    default_namespace: &str,
-) -> Result<Vec<Resolved>, KubeApplyError> {
-    let mut discovered: BTreeMap<(String, String), (ApiResource, Scope)> = BTreeMap::new();
-    let mut resolved = Vec::with_capacity(objects.len());
-    for (index, object) in objects.iter().enumerate() {
-        let mut target = target(index, object)?;
-        let key = (target.api_version.clone(), target.kind.clone());
-        let (resource, scope) = match resolve_static(&target.api_version, &target.kind) {
-            Some(found) => found,
-            None => match discovered.get(&key) {
-                Some(found) => found.clone(),
-                None => {
-                    let (group, version) = target
-                        .api_version
-                        .split_once('/')
-                        .unwrap_or(("", &target.api_version));
-                    let gvk = GroupVersionKind::gvk(group, version, &target.kind);
-                    let (resource, capabilities) = kube::discovery::pinned_kind(client, &gvk)
-                        .await
-                        .map_err(|source| KubeApplyError::UnknownKind {
-                            api_version: target.api_version.clone(),
-                            kind: target.kind.clone(),
-                            name: target.name.clone(),
-                            source: Box::new(source),
-                        })?;
-                    discovered.insert(key, (resource.clone(), capabilities.scope.clone()));
-                    (resource, capabilities.scope)
-                }
-            },
-        };
-        if scope == Scope::Namespaced && target.namespace.is_none() {
-            target.namespace = Some(default_namespace.to_owned());
-            target.object["metadata"]["namespace"] = Value::String(default_namespace.to_owned());
-        }
-        if scope == Scope::Cluster {
-            target.namespace = None;
-        }
-        resolved.push(Resolved {
-            target,
-            resource,
-            scope,
-        });
-    }
-    resolved
-        .sort_by_key(|resolved| apply_rank(&resolved.target.api_version, &resolved.target.kind));
-    Ok(resolved)
-}
-
-fn api_for(client: &kube::Client, resolved: &Resolved) -> Api<DynamicObject> {
-    match (&resolved.scope, &resolved.target.namespace) {
-        (Scope::Namespaced, Some(namespace)) => {
-            Api::namespaced_with(client.clone(), namespace, &resolved.resource)
-        }
-        _ => Api::all_with(client.clone(), &resolved.resource),
-    }
-}
-
-fn display_name(target: &Target) -> String {
-    match &target.namespace {
-        Some(namespace) => format!("{namespace}/{}", target.name),
-        None => target.name.clone(),
-    }
-}
-
-/// Applies every object by server-side apply with `field_manager` (forcing ownership: trnkit is
-/// the author of what it renders), in [`apply_rank`] order (stable for equal ranks). Namespaced
-/// objects without a namespace go to `default_namespace`. Kinds outside [`resolve_static`] are
-/// looked up by discovery. Stops at the first refusal.
-pub async fn apply_all(
-    client: &kube::Client,
-    objects: &[Value],
-    default_namespace: &str,
-    field_manager: &str,
-) -> Result<Vec<Applied>, KubeApplyError> {
-    let params = PatchParams::apply(field_manager).force();
-    let mut applied = Vec::with_capacity(objects.len());
-    for resolved in resolve(client, objects, default_namespace).await? {
-        let api = api_for(client, &resolved);
-        let target = &resolved.target;
-        let name = display_name(target);
-        let before = api
-            .get_opt(&target.name)
-            .await
-            .map_err(|source| KubeApplyError::Get {
-                kind: target.kind.clone(),
-                name: name.clone(),
-                source: Box::new(source),
-            })?;
-        tracing::debug!(kind = target.kind, name, "server-side apply");
-        let after = api
-            .patch(&target.name, &params, &Patch::Apply(&target.object))
-            .await
-            .map_err(|source| KubeApplyError::Apply {
-                kind: target.kind.clone(),
-                name: name.clone(),
-                source: Box::new(source),
-            })?;
-        let outcome = match before {
-            None => ApplyOutcome::Created,
-            Some(before) if before.metadata.resource_version == after.metadata.resource_version => {
-                ApplyOutcome::Unchanged
-            }
-            Some(_) => ApplyOutcome::Configured,
-        };
-        applied.push(Applied {
-            kind: target.kind.clone(),
-            namespace: target.namespace.clone(),
-            name: target.name.clone(),
-            outcome,
-            uid: after.metadata.uid,
-        });
-    }
-    Ok(applied)
-}
-
-/// Deletes every object, in the reverse of the apply order (custom resources and workloads first,
-/// namespaces last), in the background (owners' dependents go with them). Returns the objects
-/// that existed; absent ones are skipped.
-pub async fn delete_all(
-    client: &kube::Client,
-    objects: &[Value],
-    default_namespace: &str,
-) -> Result<Vec<String>, KubeApplyError> {
-    let mut resolved = resolve(client, objects, default_namespace).await?;
-    resolved.reverse();
-    let mut deleted = Vec::new();
-    for resolved in resolved {
-        let api = api_for(client, &resolved);
-        let target = &resolved.target;
-        let name = display_name(target);
-        match api.delete(&target.name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(format!("{} {name}", target.kind)),
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(source) => {
-                return Err(KubeApplyError::Delete {
-                    kind: target.kind.clone(),
-                    name,
-                    source: Box::new(source),
-                });
-            }
-        }
-    }
-    Ok(deleted)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Preflight.
 
 /// The MPI Operator's CRD.
 pub const MPIJOB_CRD: &str = "mpijobs.kubeflow.org";
@@ -391,6 +40,8 @@ pub struct ClusterFacts {
     pub csi_drivers: Fetched<CSIDriver>,
     /// Nodes.
     pub nodes: Fetched<Node>,
+    /// Karpenter's `karpenter.sh/v1` NodePools (empty when Karpenter is not installed).
+    pub node_pools: Fetched<Value>,
 }
 
 /// What the job needs from the cluster.
@@ -408,10 +59,12 @@ pub struct Requirements {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     /// A stable id: `mpi-operator-crd`, `mpi-operator-controller`, `fsx-csi-driver`,
-    /// `neuron-device-plugin`, `efa-device-plugin`, `trainium-nodes`.
+    /// `neuron-device-plugin`, `efa-device-plugin`, `trainium-nodes`, `karpenter-consolidation`.
     pub id: &'static str,
-    /// Whether it passed.
+    /// Whether it passed (a warning passes: it does not stop deploy).
     pub passed: bool,
+    /// Whether it passed with a warning: deploy goes on, but `fix` says what to change.
+    pub warning: bool,
     /// What was found.
     pub detail: String,
     /// What to install or fix, for failures.
@@ -423,8 +76,19 @@ impl Check {
         Self {
             id,
             passed: true,
+            warning: false,
             detail: detail.into(),
             fix: None,
+        }
+    }
+
+    fn warn(id: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            id,
+            passed: true,
+            warning: true,
+            detail: detail.into(),
+            fix: Some(fix.into()),
         }
     }
 
@@ -432,6 +96,7 @@ impl Check {
         Self {
             id,
             passed: false,
+            warning: false,
             detail: detail.into(),
             fix: Some(fix.into()),
         }
@@ -450,6 +115,9 @@ pub struct Preflight {
     pub launcher_gate: Option<LauncherGate>,
     /// Why that gate was chosen.
     pub launcher_gate_reason: String,
+    /// The embedded MPIJob CRD the installed one matches (which fields a job may carry);
+    /// `None` when no usable CRD is installed.
+    pub operator_crd: Option<OperatorCrd>,
 }
 
 impl Preflight {
@@ -461,6 +129,11 @@ impl Preflight {
     /// The failed checks.
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|check| !check.passed)
+    }
+
+    /// The checks that passed with a warning.
+    pub fn warnings(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|check| check.warning)
     }
 }
 
@@ -494,21 +167,11 @@ fn containers_images(template: Option<&k8s_openapi::api::core::v1::PodSpec>) -> 
         .unwrap_or_default()
 }
 
-fn crd_schema_has_launcher_policy(crd: &CustomResourceDefinition) -> bool {
-    crd.spec
-        .versions
-        .iter()
-        .filter(|version| version.name == "v2beta1")
-        .any(|version| {
-            version
-                .schema
-                .as_ref()
-                .and_then(|schema| schema.open_api_v3_schema.as_ref())
-                .and_then(|schema| schema.properties.as_ref())
-                .and_then(|properties| properties.get("spec"))
-                .and_then(|spec| spec.properties.as_ref())
-                .is_some_and(|spec| spec.contains_key("launcherCreationPolicy"))
-        })
+/// The embedded CRD the installed one matches: what its `v2beta1` schema declares decides.
+fn installed_crd(crd: &CustomResourceDefinition) -> OperatorCrd {
+    serde_json::to_value(crd)
+        .map(|value| OperatorCrd::matching(&value))
+        .unwrap_or(OperatorCrd::V0_4_0)
 }
 
 fn ready_daemonset(
@@ -578,10 +241,15 @@ fn node_ready(node: &Node) -> bool {
     schedulable && ready
 }
 
-fn operator_checks(
-    facts: &ClusterFacts,
-    checks: &mut Vec<Check>,
-) -> (Option<(u64, u64, u64)>, Option<LauncherGate>, String) {
+/// What the operator checks decide.
+struct Operator {
+    version: Option<(u64, u64, u64)>,
+    gate: Option<LauncherGate>,
+    reason: String,
+    crd: Option<OperatorCrd>,
+}
+
+fn operator_checks(facts: &ClusterFacts, checks: &mut Vec<Check>) -> Operator {
     let install = format!(
         "install the MPI Operator: kubectl apply --server-side -f https://raw.githubusercontent.com/kubeflow/mpi-operator/{MPI_OPERATOR_RELEASE}/deploy/v2beta1/mpi-operator.yaml"
     );
@@ -660,17 +328,27 @@ fn operator_checks(
         }
     }
 
-    let (gate, reason) = match (version, crd) {
+    // The installed CRD decides what a job may carry: an operator upgraded without its CRD
+    // (or the blueprint's v0.4.0) refuses `launcherCreationPolicy`, whatever its image says.
+    let found = crd.map(installed_crd);
+    let (gate, reason) = match (version, found) {
         (_, None) => (None, "no usable MPIJob CRD".to_owned()),
+        (Some(found), Some(OperatorCrd::V0_4_0)) if found >= (0, 5, 0) => (
+            Some(LauncherGate::InitContainer),
+            format!(
+                "operator v{}.{}.{} runs with an older CRD that does not declare launcherCreationPolicy (the CRD was not upgraded); the launcher waits in an init container (to use WaitForWorkersReady, apply the CRD of the operator's release: kubectl apply --server-side -f https://raw.githubusercontent.com/kubeflow/mpi-operator/v{}.{}.{}/deploy/v2beta1/mpi-operator.yaml)",
+                found.0, found.1, found.2, found.0, found.1, found.2
+            ),
+        ),
         (Some(found), Some(_)) if found >= (0, 5, 0) => (
             Some(LauncherGate::WaitForWorkersReady),
-            format!("operator v{}.{}.{} supports launcherCreationPolicy: WaitForWorkersReady (v0.5.0+)", found.0, found.1, found.2),
+            format!("operator v{}.{}.{} and its CRD support launcherCreationPolicy: WaitForWorkersReady (v0.5.0+)", found.0, found.1, found.2),
         ),
         (Some(found), Some(_)) => (
             Some(LauncherGate::InitContainer),
             format!("operator v{}.{}.{} predates launcherCreationPolicy (v0.5.0); the launcher waits in an init container", found.0, found.1, found.2),
         ),
-        (None, Some(crd)) if crd_schema_has_launcher_policy(crd) => (
+        (None, Some(OperatorCrd::V0_8_2)) => (
             Some(LauncherGate::WaitForWorkersReady),
             "the operator's image tag is not a version, but its CRD accepts launcherCreationPolicy".to_owned(),
         ),
@@ -679,7 +357,12 @@ fn operator_checks(
             "the operator's image tag is not a version and its CRD has no launcherCreationPolicy (pre-v0.5.0); the launcher waits in an init container".to_owned(),
         ),
     };
-    (version, gate, reason)
+    Operator {
+        version,
+        gate,
+        reason,
+        crd: found,
+    }
 }
 
 fn fsx_check(facts: &ClusterFacts) -> Check {
@@ -836,8 +519,7 @@ fn nodes_check(facts: &ClusterFacts, requirements: &Requirements) -> Check {
 /// Turns fetched facts into checks and the launcher gate. Pure.
 pub fn evaluate(facts: &ClusterFacts, requirements: &Requirements) -> Preflight {
     let mut checks = Vec::new();
-    let (operator_version, launcher_gate, launcher_gate_reason) =
-        operator_checks(facts, &mut checks);
+    let operator = operator_checks(facts, &mut checks);
     checks.push(fsx_check(facts));
     checks.push(plugin_check(
         facts,
@@ -854,18 +536,146 @@ pub fn evaluate(facts: &ClusterFacts, requirements: &Requirements) -> Preflight 
         "install the EFA device plugin: helm repo add eks https://aws.github.io/eks-charts; helm upgrade --install aws-efa-k8s-device-plugin eks/aws-efa-k8s-device-plugin -n kube-system --set 'tolerations[0].operator=Exists'",
     ));
     checks.push(nodes_check(facts, requirements));
+    if let Some(check) = consolidation_check(facts) {
+        checks.push(check);
+    }
     Preflight {
         checks,
-        operator_version,
-        launcher_gate,
-        launcher_gate_reason,
+        operator_version: operator.version,
+        launcher_gate: operator.gate,
+        launcher_gate_reason: operator.reason,
+        operator_crd: operator.crd,
     }
+}
+
+/// Whether a Karpenter NodePool provisions Trainium nodes: it requires a `trn*` instance type
+/// or family, taints `aws.amazon.com/neuron`, or is named for Trainium or Neuron.
+fn is_neuron_pool(pool: &Value) -> bool {
+    let name = pool
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_lowercase();
+    let requires_trainium = pool
+        .pointer("/spec/template/spec/requirements")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|requirement| requirement.get("values").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|value| value.starts_with("trn"));
+    let neuron_taint = pool
+        .pointer("/spec/template/spec/taints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|taint| taint.get("key").and_then(Value::as_str) == Some(NEURON_RESOURCE));
+    requires_trainium
+        || neuron_taint
+        || ["trainium", "neuron", "trn1", "trn2"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// Whether a disruption budget stops consolidation at all times: `nodes: "0"` (or `0%`) with no
+/// schedule, for every reason or for `Underutilized`.
+fn blocks_consolidation(budget: &Value) -> bool {
+    let nodes = budget
+        .get("nodes")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let always = budget.get("schedule").is_none();
+    let reasons = budget.get("reasons").and_then(Value::as_array);
+    let underutilized = reasons.is_none_or(|reasons| {
+        reasons
+            .iter()
+            .any(|reason| reason.as_str() == Some("Underutilized"))
+    });
+    matches!(nodes, "0" | "0%") && always && underutilized
+}
+
+/// A warning when a Karpenter NodePool of Trainium nodes may consolidate them:
+/// `consolidationPolicy: WhenEmptyOrUnderutilized` (Karpenter v1's default) without a budget
+/// that stops it. Consolidation evicts running workers, and one evicted worker fails the MPIJob.
+/// `None` when no such pool is listed (or NodePools cannot be read).
+fn consolidation_check(facts: &ClusterFacts) -> Option<Check> {
+    let id = "karpenter-consolidation";
+    let pools = facts.node_pools.as_ref().ok()?;
+    let neuron: Vec<&Value> = pools.iter().filter(|pool| is_neuron_pool(pool)).collect();
+    if neuron.is_empty() {
+        return None;
+    }
+    let consolidating: Vec<String> = neuron
+        .iter()
+        .filter(|pool| {
+            let disruption = pool.pointer("/spec/disruption");
+            let policy = disruption
+                .and_then(|disruption| disruption.get("consolidationPolicy"))
+                .and_then(Value::as_str)
+                .unwrap_or("WhenEmptyOrUnderutilized");
+            let budgeted = disruption
+                .and_then(|disruption| disruption.get("budgets"))
+                .and_then(Value::as_array)
+                .is_some_and(|budgets| budgets.iter().any(blocks_consolidation));
+            policy == "WhenEmptyOrUnderutilized" && !budgeted
+        })
+        .map(|pool| {
+            pool.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let names = |pools: &[&Value]| {
+        pools
+            .iter()
+            .filter_map(|pool| pool.pointer("/metadata/name").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if consolidating.is_empty() {
+        return Some(Check::pass(
+            id,
+            format!(
+                "Karpenter NodePool(s) {} do not consolidate underutilized Trainium nodes",
+                names(&neuron)
+            ),
+        ));
+    }
+    Some(Check::warn(
+        id,
+        format!(
+            "Karpenter NodePool(s) {} may consolidate Trainium nodes (consolidationPolicy: WhenEmptyOrUnderutilized, no budget with nodes: \"0\"); an evicted worker fails the MPIJob",
+            consolidating.join(", ")
+        ),
+        format!(
+            "keep [training] do_not_disrupt = true (the pods then carry {}: \"true\"), and set spec.disruption.consolidationPolicy: WhenEmpty or add the budget {{nodes: \"0\", reasons: [Underutilized]}} to the NodePool",
+            mpijob::builder::DO_NOT_DISRUPT_ANNOTATION
+        ),
+    ))
 }
 
 fn reason(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => format!("{} ({})", status.reason, status.message),
         other => other.to_string(),
+    }
+}
+
+/// Karpenter's NodePools; none when the cluster does not serve `karpenter.sh/v1` NodePools.
+async fn node_pools(client: &kube::Client) -> Fetched<Value> {
+    let gvk = GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "nodepools");
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|pool| serde_json::to_value(pool).map_err(|error| error.to_string()))
+            .collect(),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Vec::new()),
+        Err(error) => Err(reason(&error)),
     }
 }
 
@@ -893,5 +703,6 @@ pub async fn fetch_facts(client: &kube::Client) -> ClusterFacts {
         daemonsets: list::<DaemonSet>(client).await,
         csi_drivers: list::<CSIDriver>(client).await,
         nodes: list::<Node>(client).await,
+        node_pools: node_pools(client).await,
     }
 }
