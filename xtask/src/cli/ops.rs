@@ -22,9 +22,8 @@ use crate::observe::watch::Watch;
 /// step, ETA, elapsed, network, compile-cache events, cost so far and projected, an estimate).
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// `text` or `json`.
-    #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
-    pub output: String,
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
 }
 
 /// `logs`: the training job's launcher log (every rank's output goes through it), or
@@ -180,29 +179,71 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
         }
         report["jobs"] = serde_json::Value::Object(job_reports);
     }
-    if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    println!("target: {:?}", config.cluster.target);
-    for (id, record) in &state.steps {
-        println!(
-            "  {:<11} {:?} at {}: {}",
-            id.name(),
-            record.status,
-            record.finished_at,
-            record.message.lines().next().unwrap_or("")
-        );
-    }
-    if let Some(jobs) = report.get("jobs").and_then(|jobs| jobs.as_object()) {
-        for (name, job) in jobs {
-            println!("job {name}: {}", job["conditions"]);
-            if let Some(live) = lives.get(name) {
-                println!("  {}", crate::observe::live::summary(live));
+    let where_ = match config.cluster.target {
+        Target::Local => format!(
+            "the local profile under {} (no cluster configured)",
+            config.cluster.work_dir.display()
+        ),
+        Target::Eks => format!(
+            "EKS cluster {}, namespace {}{}",
+            config.cluster.name,
+            config.cluster.namespace,
+            if config.cluster.kube_context.is_empty() {
+                String::new()
+            } else {
+                format!(", context {}", config.cluster.kube_context)
+            }
+        ),
+    };
+    super::output::emit(args.output.output, &report, || {
+        out!("trnkit status: {where_}");
+        if state.steps.is_empty() {
+            out!(
+                "no deploy is recorded here yet: run `cargo xtask deploy` (or `--dry-run` to see the plan first)"
+            );
+        }
+        for (id, record) in &state.steps {
+            out!("{}", step_line(id.name(), record));
+        }
+        if let Some(jobs) = report.get("jobs").and_then(|jobs| jobs.as_object()) {
+            for (name, job) in jobs {
+                let conditions: Vec<String> = job["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|condition| condition["status"] == "True")
+                    .filter_map(|condition| condition["type"].as_str().map(str::to_owned))
+                    .collect();
+                let launcher = job["launcher"].as_str().unwrap_or("no launcher pod yet");
+                out!(
+                    "job {name}: {} (launcher {launcher})",
+                    if conditions.is_empty() {
+                        "no condition yet".to_owned()
+                    } else {
+                        conditions.join(", ")
+                    }
+                );
+                if let Some(live) = lives.get(name) {
+                    out!("  {}", crate::observe::live::summary(live));
+                }
             }
         }
-    }
-    Ok(())
+    })
+}
+
+/// One step of `status` in words: `  staging     done     2026-12-01T14:02:11Z  <message>`.
+fn step_line(id: &str, record: &crate::deploy::state::StepRecord) -> String {
+    use crate::deploy::state::Status;
+    let (state, when) = match record.status {
+        Status::Done => ("done", "finished"),
+        Status::Failed => ("FAILED", "failed"),
+        Status::Running => ("running", "started"),
+    };
+    format!(
+        "  {id:<11} {state:<8} {when} {}  {}",
+        record.finished_at,
+        record.message.lines().next().unwrap_or("")
+    )
 }
 
 pub async fn logs(args: LogsArgs, global: &Global) -> anyhow::Result<()> {

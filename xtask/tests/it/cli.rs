@@ -193,3 +193,40 @@ async fn no_color_is_honoured_on_a_terminal() {
     let text = String::from_utf8_lossy(&plain.stdout);
     assert!(!text.contains("\u{1b}["), "NO_COLOR gets none: {text}");
 }
+
+#[tokio::test]
+async fn status_says_in_plain_words_what_there_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = trnkit(dir.path(), &["status"]).await;
+    assert!(empty.status.success(), "{empty:?}");
+    let text = String::from_utf8_lossy(&empty.stdout);
+    assert!(
+        text.contains("no deploy is recorded") && text.contains("cargo xtask deploy"),
+        "{text}"
+    );
+
+    let deploy = trnkit(dir.path(), &["deploy", "--workers", "2"]).await;
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let status = trnkit(dir.path(), &["status"]).await;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("the local profile under .trnkit"), "{text}");
+    assert!(
+        text.contains("staging") && text.contains(" done "),
+        "{text}"
+    );
+    for debug_casing in ["Done", "Local", "Running", "Failed"] {
+        assert!(!text.contains(debug_casing), "{debug_casing} in {text}");
+    }
+    let json = trnkit(dir.path(), &["status", "-o", "json"]).await;
+    let report: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("one JSON document");
+    assert_eq!(report["steps"]["staging"]["status"], "done");
+    let yaml = trnkit(dir.path(), &["status", "-o", "yaml"]).await;
+    let report: serde_json::Value =
+        serde_yaml::from_slice(&yaml.stdout).expect("one YAML document");
+    assert_eq!(report["target"], "local");
+}
