@@ -353,6 +353,87 @@ pub async fn ensure_in_cluster(
     })
 }
 
+/// The storage objects trnkit created in the cluster, for `cleanup --storage`: those labelled
+/// `app.kubernetes.io/managed-by: trnkit`. A StorageClass or claim it found and adopted (the
+/// blueprint's terraform-made `fsx` and `fsx-claim`) is not trnkit's to delete and is left out;
+/// the static mode's PersistentVolume is found by its label and claim, whatever file system it
+/// mounts. Each object is given as `apiVersion`, `kind` and `metadata` (name, namespace), in apply
+/// order. The file system itself is never among them.
+pub async fn created_objects(
+    client: &kube::Client,
+    config: &Config,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use kube::Resource;
+    let storage = &config.storage;
+    let namespace = config.cluster.namespace.as_str();
+    let ours = |meta: &kube::api::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|labels| labels.get(fsx::csi::MANAGED_BY_LABEL))
+            .is_some_and(|value| value == fsx::csi::MANAGER)
+    };
+    let reference = |api_version: &str, kind: &str, name: &str, namespaced: bool| {
+        let mut metadata = serde_json::json!({ "name": name });
+        if namespaced {
+            metadata["namespace"] = namespace.into();
+        }
+        serde_json::json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata })
+    };
+    let mut objects = Vec::new();
+    if storage.mode == StorageMode::ExistingClaim {
+        return Ok(objects);
+    }
+    if storage.mode == StorageMode::Dynamic
+        && let Some(class) = Api::<StorageClass>::all(client.clone())
+            .get_opt(&storage.storage_class)
+            .await?
+        && ours(class.meta())
+    {
+        objects.push(reference(
+            "storage.k8s.io/v1",
+            "StorageClass",
+            &storage.storage_class,
+            false,
+        ));
+    }
+    if storage.mode == StorageMode::Static {
+        let volumes = Api::<PersistentVolume>::all(client.clone())
+            .list(&kube::api::ListParams::default().labels(&format!(
+                "{}={},{}",
+                fsx::csi::MANAGED_BY_LABEL,
+                fsx::csi::MANAGER,
+                fsx::csi::FILE_SYSTEM_ID_LABEL
+            )))
+            .await?;
+        for volume in volumes {
+            let claim = volume
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.claim_ref.as_ref());
+            if claim.is_some_and(|claim| {
+                claim.name.as_deref() == Some(storage.claim_name.as_str())
+                    && claim.namespace.as_deref() == Some(namespace)
+            }) && let Some(name) = volume.metadata.name.as_deref()
+            {
+                objects.push(reference("v1", "PersistentVolume", name, false));
+            }
+        }
+    }
+    if let Some(claim) = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+        .get_opt(&storage.claim_name)
+        .await?
+        && ours(claim.meta())
+    {
+        objects.push(reference(
+            "v1",
+            "PersistentVolumeClaim",
+            &storage.claim_name,
+            true,
+        ));
+    }
+    Ok(objects)
+}
+
 /// Whether the claim exists and is Bound.
 fn is_bound(claim: Option<&PersistentVolumeClaim>) -> bool {
     claim

@@ -37,7 +37,12 @@ pub const BLUEPRINT_STORAGE_CLASS: &str = "fsx";
 /// and index-map writers rely on.
 pub const MOUNT_OPTIONS: &[&str] = &["flock"];
 
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "trnkit");
+/// The label every object built here carries, with the value [`MANAGER`]: what trnkit created
+/// (and may delete), as opposed to what it found and adopted.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`].
+pub const MANAGER: &str = "trnkit";
+const MANAGED_BY: (&str, &str) = (MANAGED_BY_LABEL, MANAGER);
 /// The label on a static PersistentVolume naming the file system it mounts.
 pub const FILE_SYSTEM_ID_LABEL: &str = "trnkit.io/fsx-file-system-id";
 

@@ -309,6 +309,87 @@ async fn static_mode_without_an_fsx_client_says_so() {
     assert!(error.contains("storage.mode = \"static\""), "{error}");
 }
 
+#[tokio::test]
+async fn cleanup_gets_only_what_trnkit_created() {
+    let fake = fake_cluster().await;
+    fake.insert_value(terraform_storage_class(SUBNET));
+    let config = eks_config("trainium-inferentia");
+    storage_step(&fake, None, &config, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let names = |objects: Vec<serde_json::Value>| -> Vec<String> {
+        objects
+            .iter()
+            .map(|object| {
+                format!(
+                    "{} {}",
+                    object["kind"].as_str().unwrap(),
+                    object["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // terraform's StorageClass was adopted, not created: it is not trnkit's to delete.
+    assert_eq!(
+        names(
+            super::created_objects(&fake.client(), &config)
+                .await
+                .unwrap()
+        ),
+        ["PersistentVolumeClaim fsx-claim"]
+    );
+
+    // The blueprint's own claim, adopted too: nothing is trnkit's.
+    let fake = fake_cluster().await;
+    fake.insert_value(terraform_storage_class(SUBNET));
+    fake.insert_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "fsx-claim", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "fsx", "volumeName": "pvc-1234",
+                 "resources": {"requests": {"storage": "1200Gi"}}},
+        "status": {"phase": "Bound"},
+    }));
+    storage_step(&fake, None, &config, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        super::created_objects(&fake.client(), &config)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The static mode: the PV trnkit made for the claim, and the claim.
+    let fake = fake_cluster().await;
+    let mut config = eks_config("trainium-inferentia");
+    config.storage.mode = StorageMode::Static;
+    let mut file_system = fsx::FileSystem::from_sdk(
+        &aws_sdk_fsx::types::FileSystem::builder()
+            .file_system_id("fs-0199e5a63bd90f796")
+            .dns_name("fs-0199e5a63bd90f796.fsx.us-west-2.amazonaws.com")
+            .build(),
+    )
+    .unwrap();
+    file_system.mount_name = Some("fsx".to_owned());
+    // What the storage step creates for this file system (its FSx part is tested against moto).
+    for manifest in manifests(&config, Some(&file_system)).unwrap() {
+        super::apply_new(&fake.client(), &config, &manifest)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        names(
+            super::created_objects(&fake.client(), &config)
+                .await
+                .unwrap()
+        ),
+        [
+            "PersistentVolume fsx-claim-default-fs-0199e5a63bd90f796",
+            "PersistentVolumeClaim fsx-claim"
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The static mode against moto.
 
