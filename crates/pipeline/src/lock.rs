@@ -110,9 +110,7 @@ impl OutputLock {
                     file.lock()
                         .map_err(|e| Error::io("wait for the lock", &path, e))?;
                 }
-                Err(std::fs::TryLockError::Error(e))
-                    if e.kind() == std::io::ErrorKind::Unsupported =>
-                {
+                Err(std::fs::TryLockError::Error(e)) if flock_unsupported(&e) => {
                     tracing::warn!(
                         lock = %path.display(),
                         "the file system does not support flock; concurrent runs on this output are not detected (mount Lustre with -o flock)"
@@ -183,6 +181,13 @@ impl Drop for OutputLock {
             tracing::warn!(lock = %self.path.display(), error = %e, "could not remove the lock file");
         }
     }
+}
+
+/// Whether `flock` failed because the file system does not offer it (Linux: `ENOLCK`,
+/// `ENOSYS` from a Lustre client mounted without `-o flock`, `EOPNOTSUPP`).
+fn flock_unsupported(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::Unsupported
+        || matches!(error.raw_os_error(), Some(37 | 38 | 95))
 }
 
 /// The holder record in a lock file, or what the file holds when it is not one.
