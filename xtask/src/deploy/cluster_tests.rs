@@ -193,14 +193,16 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
                 );
                 return;
             };
-            // A new pod each run, as the Job controller makes; the newest is read.
+            // A new pod each run, as the Job controller makes, owned by the Job (so deleting
+            // the Job in the foreground waits for it); the newest is read.
             let run = check_runs.fetch_add(1, Ordering::SeqCst);
             let pod = format!("{name}-{run:04}");
             fake.insert_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod, "namespace": namespace, "uid": format!("check-uid-{run}"),
                              "creationTimestamp": format!("2026-11-28T00:{:02}:{:02}Z", run / 60, run % 60),
-                             "labels": {"batch.kubernetes.io/job-name": name}},
+                             "labels": {"batch.kubernetes.io/job-name": name},
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": event.uid(), "controller": true, "blockOwnerDeletion": true}]},
                 "spec": {"containers": [{"name": crate::staging::CHECK_CONTAINER, "image": "x"}]},
                 "status": {"phase": "Succeeded"},
             }));
@@ -239,11 +241,14 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
             };
             fake.set_status::<MPIJob>(&namespace, &name, json!({"conditions": [condition]}));
         } else {
+            // Owned by the MPIJob (through the launcher Job, on a real cluster): deleting the
+            // job takes it along.
             let pod = format!("{name}-launcher-abcde");
             fake.insert_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod, "namespace": namespace, "uid": "launcher-uid-1",
-                             "labels": {"training.kubeflow.org/job-name": name, "training.kubeflow.org/job-role": "launcher"}},
+                             "labels": {"training.kubeflow.org/job-name": name, "training.kubeflow.org/job-role": "launcher"},
+                             "ownerReferences": [{"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "name": name, "uid": event.uid(), "controller": true, "blockOwnerDeletion": true}]},
                 "spec": {"containers": [{"name": "mpitest", "image": "x"}]},
                 "status": {"phase": "Running"},
             }));

@@ -344,3 +344,49 @@ async fn delete_all_goes_in_reverse_order_and_skips_absent_objects() {
             .is_empty()
     );
 }
+
+/// What the real server refuses reaches the user through `KubeApplyError::Apply` with the
+/// server's words: a changed StorageClass parameter (immutable), an MPIJob field the installed
+/// CRD does not declare.
+#[tokio::test]
+async fn the_servers_refusals_name_the_object_and_the_field() {
+    let fake = FakeApiServer::start().await;
+    let client = fake.client();
+    let class = |deployment_type: &str| {
+        object(
+            "storage.k8s.io/v1",
+            "StorageClass",
+            "fsx",
+            json!({ "provisioner": "fsx.csi.aws.com", "parameters": { "deploymentType": deployment_type } }),
+        )
+    };
+    apply_all(&client, &[class("PERSISTENT_2")], "default", MANAGER)
+        .await
+        .unwrap();
+    let error = apply_all(&client, &[class("SCRATCH_2")], "default", MANAGER)
+        .await
+        .unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert!(
+        chain.starts_with("cannot apply StorageClass fsx")
+            && chain.contains("parameters: Forbidden: updates to parameters are forbidden."),
+        "{chain}"
+    );
+
+    fake.insert_value(mpijob::OperatorCrd::V0_4_0.crd().clone());
+    let job = object(
+        "kubeflow.org/v2beta1",
+        "MPIJob",
+        "llama",
+        json!({ "spec": { "launcherCreationPolicy": "WaitForWorkersReady", "mpiReplicaSpecs": {} } }),
+    );
+    let error = apply_all(&client, &[job], "default", MANAGER)
+        .await
+        .unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(error));
+    assert!(
+        chain.starts_with("cannot apply MPIJob default/llama")
+            && chain.contains(".spec.launcherCreationPolicy: field not declared in schema"),
+        "{chain}"
+    );
+}
