@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod files;
+pub mod hub;
 pub mod images;
 pub mod kube;
 pub mod kube_client;

@@ -170,6 +170,10 @@ pub(crate) async fn deploy(
         hf_token: std::env::var("HF_TOKEN")
             .ok()
             .filter(|token| !token.is_empty()),
+        hf_endpoint: std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|endpoint| !endpoint.is_empty())
+            .unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_owned()),
         timeouts: Timeouts {
             compile: config.training.compile_timeout.duration(),
             ..Timeouts::default()

@@ -102,6 +102,13 @@ impl Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole workflow: images, storage, data, compile, train, TensorBoard, logs.
+    ///
+    /// Preflight runs before anything is pushed or created: the cluster (MPI Operator, FSx CSI
+    /// driver, Neuron and EFA device plugins, Trainium nodes) and HuggingFace access. The default
+    /// tokenizer (meta-llama/Llama-2-7b-hf) is gated: set HF_TOKEN to a token of an account that
+    /// accepted its licence; preflight refuses a gated tokenizer without one and, when the Hub
+    /// answers (connect 5 s, at most 15 s), checks that the token can read it. HF_ENDPOINT names
+    /// a Hub mirror. The token reaches the cluster only in a Secret.
     Deploy(deploy::Args),
     /// Where the deployment stands: recorded steps, job conditions, latest loss and throughput.
     Status(ops::StatusArgs),

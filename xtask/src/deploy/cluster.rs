@@ -86,6 +86,9 @@ pub struct ClusterExecutor<P> {
     pub fsx: Option<fsx::aws_sdk_fsx::Client>,
     /// The HuggingFace token, if the user has one (from `HF_TOKEN`); it goes into a Secret only.
     pub hf_token: Option<String>,
+    /// The HuggingFace Hub preflight asks whether the token can read the tokenizer
+    /// (`HF_ENDPOINT`, else [`crate::hub::DEFAULT_ENDPOINT`]).
+    pub hf_endpoint: String,
     /// Wait bounds.
     pub timeouts: Timeouts,
     /// Receives what the follow step reads (log lines, re-attachments).
@@ -126,8 +129,12 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         };
         let training = &self.config.training;
         let preflight = preflight::evaluate(&facts, &requirements(training));
-        if !preflight.passed() {
-            let failures: Vec<String> = preflight
+        // The Hub before anything is created: a gated tokenizer without a token (or a token
+        // without access) would otherwise fail the staging Job after images and storage.
+        let hub =
+            crate::hub::check(&self.config, &self.hf_endpoint, self.hf_token.as_deref()).await;
+        if !preflight.passed() || hub.is_err() {
+            let mut failures: Vec<String> = preflight
                 .failures()
                 .map(|check| {
                     format!(
@@ -138,6 +145,9 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                     )
                 })
                 .collect();
+            if let Err(error) = &hub {
+                failures.push(format!("huggingface-hub: {error:#}"));
+            }
             bail!(
                 "preflight found {} problem(s):\n  - {}",
                 failures.len(),
@@ -159,9 +169,13 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         for warning in &warnings {
             tracing::warn!("preflight: {warning}");
         }
+        if let Ok(access @ crate::hub::Access::Unverified { .. }) = &hub {
+            tracing::warn!("preflight: {}", access.summary());
+        }
+        let hub = hub.map(|access| access.summary()).unwrap_or_default();
         Ok(StepOutput {
             summary: format!(
-                "{} checks passed; {}{}",
+                "{} checks passed; {}; {hub}{}",
                 preflight.checks.len(),
                 preflight.launcher_gate_reason,
                 warnings

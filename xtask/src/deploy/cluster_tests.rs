@@ -306,6 +306,8 @@ async fn harness(config: Config) -> Harness {
         publisher: FakePublisher::default(),
         fsx: None,
         hf_token: Some("hf_secret_token_value".to_owned()),
+        // Nothing listens there: the Hub check is a warning, refused at once.
+        hf_endpoint: "http://127.0.0.1:9".to_owned(),
         timeouts: Timeouts {
             storage: Duration::from_secs(10),
             staging: Duration::from_secs(10),
@@ -780,4 +782,41 @@ async fn a_run_that_falls_back_to_tcp_is_stopped_with_its_evidence() {
             .any(|status| status.starts_with("step 794/77225 · loss 3.090")),
         "{said:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_without_progress_for_longer_than_the_bound_is_hung_and_left_running() {
+    let mut config = config();
+    config.training.hang_timeout = Some(crate::config::Timeout::parse("1s").unwrap());
+    let mut h = harness(config).await;
+    h.executor.timeouts.hang_check = Duration::from_millis(100);
+    // One real progress line, then silence: the launcher keeps running.
+    let progress = "Epoch 0:   1%|          | 795/77225 [9:07:58<878:01:48, 41.36s/it, loss=3.1, v_num=, reduced_train_loss=3.090, global_step=794.0, consumed_samples=1.63e+6]";
+    *h.knobs.train_log.lock().unwrap() = Some(vec![format!("[1,0]<stdout>:{progress}")]);
+    let fake = h.fake.clone();
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Follow), "{events:#?}");
+    let failure = failure(&events);
+    assert!(
+        failure.contains("hung: no progress line for") && failure.contains("left running"),
+        "{failure}"
+    );
+    assert!(
+        fake.get::<MPIJob>("default", "test-mpi-train").is_some(),
+        "a hung job is reported, not deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_tokenizer_without_hf_token_stops_preflight_before_images_and_storage() {
+    let mut h = harness(config()).await;
+    h.executor.hf_token = None;
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Preflight), "{events:#?}");
+    let error = failure(&events);
+    assert!(
+        error.contains("huggingface-hub") && error.contains("HF_TOKEN"),
+        "{error}"
+    );
+    assert_eq!(h.executor.publisher.calls, 0, "no image was pushed");
 }

@@ -1,0 +1,199 @@
+//! The Hub check against a fake Hub on 127.0.0.1 that answers like huggingface.co.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::{Access, check, check_bounded, is_hub_repository};
+use crate::config::Config;
+
+/// A fake Hub: the gated `meta-llama/Llama-2-7b-hf` serves `tokenizer.json` (as a redirect to
+/// its CDN) to the token `hf_granted`, refuses `hf_pending` (licence not accepted, 403) and
+/// any other token or none (401); `org/open` is public; the rest is 404. `silent` accepts
+/// connections and never answers. Returns the endpoint and the requests seen.
+async fn fake_hub(silent: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if silent {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                let text = String::from_utf8_lossy(&request).to_string();
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                let token = text
+                    .lines()
+                    .find_map(|header| {
+                        header
+                            .to_ascii_lowercase()
+                            .starts_with("authorization:")
+                            .then(|| header["authorization:".len()..].trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                log.lock().unwrap().push(line.clone());
+                let path = line.split_whitespace().nth(1).unwrap_or_default();
+                let status = match path {
+                    "/meta-llama/Llama-2-7b-hf/resolve/main/tokenizer.json" => {
+                        match token.as_str() {
+                            "Bearer hf_granted" => "302 Found\r\nLocation: http://cdn.invalid/t",
+                            "Bearer hf_pending" => "403 Forbidden",
+                            _ => "401 Unauthorized",
+                        }
+                    }
+                    "/org/open/resolve/main/tokenizer.json" => "200 OK",
+                    _ => "404 Not Found",
+                };
+                let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (endpoint, seen)
+}
+
+fn with_tokenizer(tokenizer: &str) -> Config {
+    let mut config = Config::default();
+    config.data.tokenizer = tokenizer.to_owned();
+    config
+}
+
+#[tokio::test]
+async fn a_gated_tokenizer_without_a_token_fails_before_any_request() {
+    let (endpoint, seen) = fake_hub(false).await;
+    let error = check(&Config::default(), &endpoint, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("meta-llama/Llama-2-7b-hf is gated") && error.contains("HF_TOKEN"),
+        "{error}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_hub_says_whether_the_token_can_read_the_tokenizer() {
+    let (endpoint, seen) = fake_hub(false).await;
+    let config = Config::default();
+    assert_eq!(
+        check(&config, &endpoint, Some("hf_granted")).await.unwrap(),
+        Access::Readable {
+            repo: "meta-llama/Llama-2-7b-hf".to_owned()
+        }
+    );
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["HEAD /meta-llama/Llama-2-7b-hf/resolve/main/tokenizer.json HTTP/1.1"]
+    );
+    let error = check(&config, &endpoint, Some("hf_pending"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("accept its licence") && error.contains("403"),
+        "{error}"
+    );
+    let error = check(&config, &endpoint, Some("hf_wrong"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("invalid or expired"), "{error}");
+    assert!(!error.contains("hf_wrong"), "the token leaked: {error}");
+}
+
+#[tokio::test]
+async fn other_repositories_are_asked_about_too() {
+    let (endpoint, _) = fake_hub(false).await;
+    let open = with_tokenizer("org/open");
+    assert!(matches!(
+        check(&open, &endpoint, None).await.unwrap(),
+        Access::Readable { .. }
+    ));
+    let private = with_tokenizer("org/private");
+    let error = check(&private, &endpoint, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("404") && error.contains("data.tokenizer_revision"),
+        "{error}"
+    );
+    let local = with_tokenizer("/shared/my-tokenizer");
+    assert_eq!(
+        check(&local, &endpoint, None).await.unwrap(),
+        Access::NotOnHub
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_or_silent_hub_is_a_bounded_warning() {
+    // Nothing listens on port 9 of 127.0.0.1: refused at once.
+    let unverified = check(&Config::default(), "http://127.0.0.1:9", Some("hf_granted"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(unverified, Access::Unverified { .. }),
+        "{unverified:?}"
+    );
+    let (endpoint, _) = fake_hub(true).await;
+    let started = Instant::now();
+    let unverified = check_bounded(
+        &Config::default(),
+        &endpoint,
+        Some("hf_granted"),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(unverified, Access::Unverified { .. }),
+        "{unverified:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn hub_repositories_are_told_from_directories() {
+    assert!(is_hub_repository("meta-llama/Llama-2-7b-hf"));
+    for directory in ["/shared/tok", "./tok", "tok", "a/b/c", "../x"] {
+        assert!(!is_hub_repository(directory), "{directory}");
+    }
+}
+
+#[test]
+fn deploy_help_says_hf_access_is_checked_first() {
+    use clap::CommandFactory as _;
+    let mut cli = crate::cli::Cli::command();
+    let help = cli
+        .find_subcommand_mut("deploy")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for needle in [
+        "HF_TOKEN",
+        "gated",
+        "before anything is pushed or created",
+        "HF_ENDPOINT",
+    ] {
+        assert!(help.contains(needle), "{needle} missing in:\n{help}");
+    }
+}
