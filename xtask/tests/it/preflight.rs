@@ -1,5 +1,7 @@
-//! The cluster preflight: the pure evaluation over hand-made facts, and the fetch against the
-//! FAKE API server.
+//! The cluster preflight: the pure evaluation over hand-made facts (the real MPIJob CRDs of
+//! v0.4.0 and v0.8.2 decide the launcher gate; Karpenter pools that may consolidate Trainium
+//! nodes warn), the fetch against the FAKE API server, and the jobs rendered for each operator
+//! checked against its CRD, strictly and on the server.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Node;
@@ -486,4 +488,47 @@ async fn node_pools_are_read_when_karpenter_serves_them() {
         fetch_facts(&plain.client()).await.node_pools,
         Ok(Vec::new())
     );
+}
+
+/// The jobs a configuration renders validate strictly against the CRD of the operator they are
+/// for: `launcher_gate = "init-container"` against v0.4.0's (and they carry none of the fields
+/// it lacks), the default against v0.8.2's.
+#[test]
+fn rendered_jobs_pass_the_strict_crd_of_their_launcher_gate() {
+    use xtask::config::{Config, LauncherGateSetting};
+    let image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/trnkit:abc";
+    let render = |config: &Config| {
+        let gate = xtask::render::launcher_gate(config, None);
+        let llama = xtask::render::llama2_config(config, image, gate).unwrap();
+        [
+            mpijob::llama2::compile_job(&llama).unwrap(),
+            mpijob::llama2::train_job(&llama).unwrap(),
+        ]
+        .map(|job| serde_json::to_value(job).unwrap())
+    };
+
+    let mut old = Config::default();
+    old.training.launcher_gate = LauncherGateSetting::InitContainer;
+    for job in render(&old) {
+        let problems = mpijob::schema::validate_against(OperatorCrd::V0_4_0, &job);
+        assert!(problems.is_empty(), "{problems}");
+        assert!(job["spec"].get("launcherCreationPolicy").is_none());
+        assert!(job["spec"].get("runLauncherAsWorker").is_none());
+    }
+
+    for job in render(&Config::default()) {
+        let problems = mpijob::schema::validate_against(OperatorCrd::V0_8_2, &job);
+        assert!(problems.is_empty(), "{problems}");
+        assert_eq!(job["spec"]["launcherCreationPolicy"], "WaitForWorkersReady");
+        let annotations =
+            &job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["karpenter.sh/do-not-disrupt"], "true");
+    }
+
+    let mut disruptible = Config::default();
+    disruptible.training.do_not_disrupt = false;
+    for job in render(&disruptible) {
+        let worker = &job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["metadata"];
+        assert!(worker.get("annotations").is_none(), "{worker}");
+    }
 }
