@@ -148,7 +148,7 @@ fn locate(text: &str, root: &DeTable<'_>, path: &[Segment]) -> Option<(usize, us
                 .iter()
                 .find(|(name, _)| name.get_ref().as_ref() == key.as_str())
                 .map(|(_, value)| value),
-            (Segment::Seq { index }, DeValue::Array(items)) => items.iter().nth(*index),
+            (Segment::Seq { index }, DeValue::Array(items)) => items.get(*index),
             _ => None,
         };
         let Some(next) = next else { break };
