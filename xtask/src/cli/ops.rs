@@ -620,6 +620,13 @@ pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
                 }
             ));
         }
+        if args.storage {
+            keeps.push(
+                "a StorageClass or claim trnkit did not create but adopted (such as the blueprint's terraform-made \
+                 fsx and fsx-claim), and a file system bound by a static PV (its volume is Retain)"
+                    .to_owned(),
+            );
+        }
         keeps.push(format!("the namespace {namespace} itself"));
         keeps.push("the ECR repositories and their images (cleanup never deletes them)".to_owned());
         super::output::Preview {
@@ -646,6 +653,16 @@ pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
         config.cluster.work_dir.display()
     );
     let client = super::cluster::client(&config).await?;
+    // Of the storage objects, only those trnkit created: an adopted StorageClass or claim is kept.
+    objects.retain(|object| {
+        !matches!(
+            object["kind"].as_str(),
+            Some("StorageClass" | "PersistentVolume" | "PersistentVolumeClaim")
+        )
+    });
+    if args.storage {
+        objects.extend(crate::storage::created_objects(&client, &config).await?);
+    }
     let deleted =
         crate::kube::apply::delete_all(&client, &objects, &config.cluster.namespace).await?;
     println!("deleted {} objects", deleted.len());
