@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LauncherGateSetting {
-    /// Decided from the MPI Operator's version at deploy time (rendering assumes v0.5+).
+    /// Decided from the installed MPIJob CRD at deploy time (rendering assumes v0.5+).
     #[default]
     Auto,
     /// `launcherCreationPolicy: WaitForWorkersReady` (MPI Operator v0.5+).

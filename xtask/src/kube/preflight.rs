@@ -53,13 +53,16 @@ pub struct Requirements {
     pub neuron_devices: i64,
     /// Allocatable `vpc.amazonaws.com/efa` per node.
     pub efa_interfaces: i64,
+    /// The launcher gate the configuration forces; `None` lets the installed CRD decide.
+    pub launcher_gate: Option<LauncherGate>,
 }
 
 /// The outcome of one check.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
-    /// A stable id: `mpi-operator-crd`, `mpi-operator-controller`, `fsx-csi-driver`,
-    /// `neuron-device-plugin`, `efa-device-plugin`, `trainium-nodes`, `karpenter-consolidation`.
+    /// A stable id: `mpi-operator-crd`, `mpi-operator-controller`, `launcher-gate`,
+    /// `fsx-csi-driver`, `neuron-device-plugin`, `efa-device-plugin`, `trainium-nodes`,
+    /// `karpenter-consolidation`.
     pub id: &'static str,
     /// Whether it passed (a warning passes: it does not stop deploy).
     pub passed: bool,
@@ -520,6 +523,16 @@ fn nodes_check(facts: &ClusterFacts, requirements: &Requirements) -> Check {
 pub fn evaluate(facts: &ClusterFacts, requirements: &Requirements) -> Preflight {
     let mut checks = Vec::new();
     let operator = operator_checks(facts, &mut checks);
+    if requirements.launcher_gate == Some(LauncherGate::WaitForWorkersReady)
+        && operator.crd == Some(OperatorCrd::V0_4_0)
+    {
+        // Found now rather than when the compile job is applied, hours later.
+        checks.push(Check::fail(
+            "launcher-gate",
+            format!("[training] launcher_gate = \"wait-for-workers-ready\", but the installed CRD {MPIJOB_CRD} does not declare launcherCreationPolicy (MPI Operator before v0.5.0), and the API server refuses a job that carries it"),
+            format!("set [training] launcher_gate = \"auto\" or \"init-container\", or upgrade the operator and its CRD: kubectl apply --server-side -f https://raw.githubusercontent.com/kubeflow/mpi-operator/{MPI_OPERATOR_RELEASE}/deploy/v2beta1/mpi-operator.yaml"),
+        ));
+    }
     checks.push(fsx_check(facts));
     checks.push(plugin_check(
         facts,

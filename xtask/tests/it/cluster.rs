@@ -75,6 +75,7 @@ async fn preflight_reads_a_real_cluster() -> TestResult {
         nodes: 1,
         neuron_devices: 16,
         efa_interfaces: 8,
+        launcher_gate: None,
     };
     let preflight = evaluate(&fetch_facts(&client).await, &requirements);
     assert_eq!(preflight.checks.len(), 6);

@@ -16,6 +16,7 @@ const NEED: Requirements = Requirements {
     nodes: 2,
     neuron_devices: 16,
     efa_interfaces: 8,
+    launcher_gate: None,
 };
 
 /// The MPIJob CRD of MPI Operator v0.8.2 (`with_policy`) or v0.4.0, as shipped, serving
@@ -531,4 +532,31 @@ fn rendered_jobs_pass_the_strict_crd_of_their_launcher_gate() {
         let worker = &job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["metadata"];
         assert!(worker.get("annotations").is_none(), "{worker}");
     }
+}
+
+/// A configuration that forces `WaitForWorkersReady` on a v0.4.0 CRD fails preflight, naming
+/// both ways out; on a v0.8.2 CRD, or with the gate left to preflight, it passes.
+#[test]
+fn a_forced_gate_the_installed_crd_cannot_carry_fails_preflight() {
+    let forced = Requirements {
+        launcher_gate: Some(LauncherGate::WaitForWorkersReady),
+        ..NEED
+    };
+    let mut old = healthy();
+    old.0 = vec![crd("v2beta1", false)];
+    old.1 = vec![operator("mpioperator/mpi-operator:v0.4.0", 1)];
+    let preflight = evaluate(&facts(old.clone()), &forced);
+    assert_eq!(failed_ids(&preflight), ["launcher-gate"]);
+    let check = preflight.failures().next().unwrap();
+    assert!(
+        check.detail.contains("launcherCreationPolicy")
+            && check
+                .fix
+                .as_deref()
+                .is_some_and(|fix| fix.contains("init-container")
+                    && fix.contains("kubectl apply --server-side")),
+        "{check:?}"
+    );
+    assert!(evaluate(&facts(old), &NEED).passed());
+    assert!(evaluate(&facts(healthy()), &forced).passed());
 }
