@@ -30,7 +30,9 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let mut config = super::load_config(global)?;
+    // Rendering asks STS nothing: the account naming the registry must be in the file, and its
+    // absence is reported with every other problem.
+    let mut config = super::load_config_offline(global)?;
     let file_system = match &args.fsx_id {
         Some(id) => {
             config.storage.mode = crate::config::StorageMode::Static;
