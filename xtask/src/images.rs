@@ -9,6 +9,18 @@ use ecr_image::{BuildOptions, ImageDefinition, StagerImage, TensorboardImage, Tr
 use crate::config::Config;
 use crate::deploy::plan::RenderedImage;
 
+/// The training image's definition for `config`: the pinned Neuron SDK set with the configured
+/// neuronx-nemo-megatron commit. Its `neuronx_cc_version` is the compiler whose cache entries
+/// (`neuronxcc-<version>+<build>/`) the compile and train jobs use.
+pub fn training_image(config: &Config) -> TrainingImage {
+    let mut training = TrainingImage::default();
+    training
+        .neuronx_nemo_megatron
+        .commit
+        .clone_from(&config.image.nemo_ref);
+    training
+}
+
 /// The image definitions: training (with the configured neuronx-nemo-megatron commit),
 /// TensorBoard (reading the experiments directory) and the stager (carrying `stager_binary`).
 pub fn definitions(
@@ -16,8 +28,7 @@ pub fn definitions(
     experiments: &str,
     stager_binary: &Path,
 ) -> anyhow::Result<Vec<ImageDefinition>> {
-    let mut training = TrainingImage::default();
-    training.neuronx_nemo_megatron.commit = config.image.nemo_ref.clone();
+    let training = training_image(config);
     let tensorboard = TensorboardImage {
         logdir: experiments.to_owned(),
         ..TensorboardImage::default()

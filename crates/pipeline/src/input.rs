@@ -13,6 +13,15 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::indexed::open_file;
 
+/// The default longest line: 64 MiB. The longest documents of the blueprint's corpora (whole
+/// books in RedPajama's `book` set, arXiv papers) are a few MiB of JSON; 64 MiB leaves a wide
+/// margin while bounding what one line can make a worker hold (the line, its decoded text and
+/// its token ids: a few hundred MiB at worst, instead of whatever a corrupt file holds).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
+
+/// The highest line limit allowed: line offsets in a batch are 32-bit.
+pub const MAX_LINE_BYTES_LIMIT: usize = 3 << 30;
+
 /// `I/N`: this run tokenizes the `index`-th (0-based) of `count` parts of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Shard {
@@ -234,7 +243,7 @@ impl LineReader {
     }
 
     /// A reader of any byte stream (`path` names it in errors); `max_line` is capped at
-    /// [`crate::tokenize::MAX_LINE_BYTES_LIMIT`], as line offsets are 32-bit.
+    /// [`MAX_LINE_BYTES_LIMIT`], as line offsets are 32-bit.
     pub fn with_reader(
         reader: Box<dyn Read + Send>,
         path: &Path,
@@ -250,8 +259,8 @@ impl LineReader {
             pending_offset: 0,
             pending_line: 1,
             eof: false,
-            target: target.clamp(1, crate::tokenize::MAX_LINE_BYTES_LIMIT),
-            max_line: max_line.min(crate::tokenize::MAX_LINE_BYTES_LIMIT),
+            target: target.clamp(1, MAX_LINE_BYTES_LIMIT),
+            max_line: max_line.min(MAX_LINE_BYTES_LIMIT),
         }
     }
 
@@ -262,7 +271,7 @@ impl LineReader {
             Path::new("<test>"),
             (0, u64::MAX),
             target,
-            crate::tokenize::DEFAULT_MAX_LINE_BYTES,
+            DEFAULT_MAX_LINE_BYTES,
         )
     }
 
@@ -392,6 +401,7 @@ impl LineReader {
 }
 
 /// Opens every planned file in turn; used by the pipeline's reader thread.
+#[cfg_attr(not(feature = "tokenize"), allow(dead_code))]
 pub(crate) fn read_all(
     files: &[PathBuf],
     plan: &ShardPlan,

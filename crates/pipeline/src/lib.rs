@@ -17,6 +17,10 @@
 //!   tokenizer and the dataset into a directory laid out like the blueprint's `/shared`.
 //! - [`lock`]: exclusive locks on outputs (`{prefix}.lock`), so two runs never write one dataset.
 //!
+//! Features (both default): `tokenize` (the tokenizer and the run; the `tokenizers` crate) and
+//! `stage` (staging from the Hub; HTTP). Without them the crate is the dataset format, the
+//! JSONL reader and the locks, which is what the fuzz targets build.
+//!
 //! What it does not do: build or talk to Kubernetes objects or AWS, read environment variables, print, or parse
 //! command lines (the `xtask` crate does those). It knows nothing of MPIJobs or images.
 //!
@@ -37,18 +41,23 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokenize")]
 mod bpe;
+#[cfg(feature = "tokenize")]
 mod cache;
 mod error;
 pub mod indexed;
 pub mod input;
 pub mod json;
 pub mod lock;
+#[cfg(feature = "stage")]
 pub mod stage;
+#[cfg(feature = "tokenize")]
 mod tokenize;
+#[cfg(feature = "tokenize")]
 pub mod tokenizer;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tokenize", feature = "stage"))]
 mod tests;
 
 pub use error::{Error, Result};
@@ -56,10 +65,12 @@ pub use indexed::{
     DType, DatasetSummary, DatasetWriter, IndexReader, MergeOptions, MergeReport, VerifyReport,
     merge, merge_with,
 };
-pub use input::Shard;
+pub use input::{DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT, Shard};
 pub use lock::{LockOptions, OutputLock};
+#[cfg(feature = "tokenize")]
 pub use tokenize::{
-    DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT, NoProgress, Progress, ProgressUpdate,
-    TokenizeConfig, TokenizeReport, output_prefix_for_key, tokenize,
+    NoProgress, Progress, ProgressUpdate, TokenizeConfig, TokenizeReport, output_prefix_for_key,
+    tokenize,
 };
+#[cfg(feature = "tokenize")]
 pub use tokenizer::{Encoder, Engine, Mode, Tokenizer};

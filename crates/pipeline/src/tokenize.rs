@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::error::{Error, Result};
 use crate::indexed::{DType, DatasetSummary, DatasetWriter};
-use crate::input::{self, Batch, Shard};
+use crate::input::{self, Batch, DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT, Shard};
 use crate::json::{self, Field};
 use crate::lock::{LockOptions, OutputLock};
 use crate::tokenizer::{Engine, Mode, Tokenizer};
@@ -43,15 +43,6 @@ pub struct TokenizeConfig {
     /// How to take the locks of the output datasets.
     pub lock: LockOptions,
 }
-
-/// The default longest line: 64 MiB. The longest documents of the blueprint's corpora (whole
-/// books in RedPajama's `book` set, arXiv papers) are a few MiB of JSON; 64 MiB leaves a wide
-/// margin while bounding what one line can make a worker hold (the line, its decoded text and
-/// its token ids: a few hundred MiB at worst, instead of whatever a corrupt file holds).
-pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
-
-/// The highest `max_line_bytes` allowed: line offsets in a batch are 32-bit.
-pub const MAX_LINE_BYTES_LIMIT: usize = 3 << 30;
 
 impl TokenizeConfig {
     /// A configuration with the blueprint's defaults: key `text`, NeMo mode, EOD appended,

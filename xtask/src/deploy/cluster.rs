@@ -461,12 +461,25 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         Ok(mpijob::io::apply(&jobs, &job, self.field_manager()).await?)
     }
 
-    async fn compile(&self, step: &Step) -> anyhow::Result<StepOutput> {
+    async fn compile(
+        &self,
+        step: &Step,
+        previous: Option<&StepRecord>,
+    ) -> anyhow::Result<StepOutput> {
         let manifest = step
             .manifests
             .iter()
             .find(|manifest| manifest.kind == "MPIJob")
             .context("the compile step has no MPIJob")?;
+        // What this compile would compile; recorded when it succeeds, so that a later run may
+        // skip it only for the same inputs.
+        let training_image = self
+            .images
+            .get("training")
+            .map(|image| image.reference.as_str())
+            .unwrap_or_default();
+        let inputs = super::plan::compile_inputs_digest(&self.config, training_image);
+        let compiled = BTreeMap::from([(super::plan::COMPILED_INPUTS.to_owned(), inputs.clone())]);
         let mut hint = String::new();
         if let Some(check) = step
             .manifests
@@ -477,26 +490,35 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                 "checking the compile cache on the shared file system (Job {})",
                 check.name
             ));
+            let recorded = previous
+                .and_then(|record| record.outputs.get(super::plan::COMPILED_INPUTS))
+                .map(String::as_str);
+            let compiler = crate::images::training_image(&self.config).neuronx_cc_version;
             match self.check_cache(check).await {
-                Ok(coverage) if coverage.is_ready() => {
-                    return Ok(StepOutput {
-                        summary: format!(
-                            "compile job skipped: {} (set [training] force_compile = true to compile anyway)",
-                            coverage.verdict()
-                        ),
-                        outputs: BTreeMap::from([(
-                            "skipped".to_owned(),
-                            "the compile cache holds the flags' entries".to_owned(),
-                        )]),
-                    });
-                }
                 Ok(coverage) => {
-                    tracing::info!("compile cache: {}", coverage.verdict());
-                    if coverage.failed > 0 || coverage.stale_lock > 0 {
-                        hint = format!(
-                            "\nthe compile cache before this run: {}",
-                            coverage.verdict()
+                    match crate::checks::compile_skip(&coverage, &compiler, recorded, &inputs) {
+                        Ok(verdict) => {
+                            let mut outputs = compiled;
+                            outputs.insert(
+                            "skipped".to_owned(),
+                            "the compile cache holds the entries of a recorded compile with the same inputs".to_owned(),
                         );
+                            return Ok(StepOutput {
+                                summary: format!(
+                                    "compile job skipped: {verdict} (set [training] force_compile = true to compile anyway)"
+                                ),
+                                outputs,
+                            });
+                        }
+                        Err(why) => {
+                            tracing::info!("running the compile job: {why}");
+                            if coverage.failed > 0 || coverage.stale_lock > 0 {
+                                hint = format!(
+                                    "\nthe compile cache before this run: {}",
+                                    coverage.verdict()
+                                );
+                            }
+                        }
                     }
                 }
                 Err(error) => tracing::warn!(
@@ -521,7 +543,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         match outcome {
             Outcome::Succeeded => Ok(StepOutput {
                 summary: format!("{} succeeded: the compile cache is warm", manifest.name),
-                outputs: BTreeMap::new(),
+                outputs: compiled,
             }),
             Outcome::Failed { reason, message } => {
                 let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
@@ -796,7 +818,7 @@ impl<P: ImagePublisher> Executor for ClusterExecutor<P> {
     async fn execute(
         &mut self,
         step: &Step,
-        _previous: Option<&StepRecord>,
+        previous: Option<&StepRecord>,
     ) -> anyhow::Result<StepOutput> {
         match step.id {
             StepId::Preflight => self.preflight().await,
@@ -810,7 +832,7 @@ impl<P: ImagePublisher> Executor for ClusterExecutor<P> {
             }
             StepId::Storage => self.storage(step).await,
             StepId::Staging => self.staging(step).await,
-            StepId::Compile => self.compile(step).await,
+            StepId::Compile => self.compile(step, previous).await,
             StepId::Train => self.train(step).await,
             StepId::Tensorboard => self.tensorboard(step).await,
             StepId::Follow => self.follow().await,

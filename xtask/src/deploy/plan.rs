@@ -176,6 +176,37 @@ fn describe(manifests: &[Manifest], verb: &str) -> Vec<String> {
         .collect()
 }
 
+/// The key under which the compile step records [`compile_inputs_digest`] of a compile that
+/// succeeded (and keeps it while the cache check skips the compile job for the same inputs).
+pub const COMPILED_INPUTS: &str = "compiled_inputs";
+
+/// What decides which graphs the compile job compiles into the cache, and so whether a warm
+/// cache fits the train job: the training image (its neuronx-cc, torch-neuronx and the
+/// neuronx-nemo-megatron build), the training code checked out on the shared file system, the
+/// script and its arguments, every variable the ranks get (`GBS`, `SEQ_LENGTH`, parallelism
+/// settings and the like arrive as `[training.env]`), the world size, and the effective
+/// `NEURON_CC_FLAGS`. Not the job names, timeouts, scheduling or dataset: those change no graph.
+pub fn compile_inputs(config: &Config, training_image: &str) -> Value {
+    let training = &config.training;
+    json!({
+        "training_image": training_image,
+        "neuronx_cc": crate::images::training_image(config).neuronx_cc_version,
+        "nemo_ref": config.image.nemo_ref,
+        "script": training.script,
+        "script_args": training.script_args,
+        "env": training.env,
+        "workers": training.workers,
+        "slots_per_worker": training.slots_per_worker,
+        "neuron_devices_per_worker": training.neuron_devices_per_worker,
+        "neuron_cc_flags": crate::checks::effective_neuron_cc_flags(training),
+    })
+}
+
+/// The digest of [`compile_inputs`].
+pub fn compile_inputs_digest(config: &Config, training_image: &str) -> String {
+    digest(&compile_inputs(config, training_image))
+}
+
 /// Makes the plan. Pure: the same configuration and rendered inputs give the same plan.
 pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
     let images_digest = digest(&json!({
@@ -281,8 +312,10 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
                     actions.push("force_compile is set: run the compile job whatever the cache holds".to_owned());
                 } else {
                     actions.push(format!(
-                        "run Job/{} (trnkit-stage cache inspect on the shared compile cache) and skip the compile job when it holds complete entries for NEURON_CC_FLAGS {:?}",
-                        crate::staging::CACHE_CHECK_JOB_NAME, training.neuron_cc_flags
+                        "run Job/{} (trnkit-stage cache inspect on the shared compile cache) and skip the compile job only when it holds complete entries for NEURON_CC_FLAGS {:?} under neuronx-cc {} and a compile with the same inputs (image, script and arguments, environment, world size, flags) succeeded before",
+                        crate::staging::CACHE_CHECK_JOB_NAME,
+                        crate::checks::effective_neuron_cc_flags(training),
+                        crate::images::training_image(config).neuronx_cc_version
                     ));
                 }
                 let jobs: Vec<Manifest> = rendered.compile.iter().filter(|manifest| manifest.kind == "MPIJob").cloned().collect();
