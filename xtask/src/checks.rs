@@ -17,6 +17,47 @@ pub struct CoverageLine {
     pub flags_mismatch: Option<String>,
 }
 
+/// The `NEURON_CC_FLAGS` the compile and train jobs run with: `[training.env]`'s when set (it is
+/// set on the launcher after, and so overrides, `[training] neuron_cc_flags`), else
+/// `[training] neuron_cc_flags`.
+pub fn effective_neuron_cc_flags(training: &crate::config::Training) -> &str {
+    training
+        .env
+        .get("NEURON_CC_FLAGS")
+        .unwrap_or(&training.neuron_cc_flags)
+}
+
+/// Whether the compile job may be skipped, from the cache check's `coverage`: only when the
+/// cache holds complete entries (and nothing failed or pending) for the flags under the
+/// training image's neuronx-cc `compiler`, and a compile with the same inputs (`inputs`, see
+/// `deploy::plan::compile_inputs`) succeeded before (`recorded`, from the compile step's record):
+/// the cache cannot tell which graphs a run traces, only the record of that compile can.
+/// `Ok` is the verdict to show; `Err` says why the compile job runs.
+pub fn compile_skip(
+    coverage: &neuron_cache::Coverage,
+    compiler: &str,
+    recorded: Option<&str>,
+    inputs: &str,
+) -> Result<String, String> {
+    if !coverage.is_ready() {
+        return Err(coverage.verdict());
+    }
+    if coverage.compiler_version.as_deref() != Some(compiler) {
+        return Err(format!(
+            "the cache check counted the entries of {}, not only those of the training image's neuronx-cc {compiler}",
+            coverage.compiler_version.as_deref().map_or_else(
+                || "every compiler version".to_owned(),
+                |version| format!("neuronx-cc {version}")
+            )
+        ));
+    }
+    match recorded {
+        Some(recorded) if recorded == inputs => Ok(format!("{} (neuronx-cc {compiler}), filled by a compile with the same inputs", coverage.verdict())),
+        Some(_) => Err("the compile inputs (training image, script and arguments, environment such as GBS or the sequence length, world size, flags) changed since the last successful compile, so the cached graphs may not be the train job's".to_owned()),
+        None => Err("no successful compile is recorded for these inputs, so nothing says the cached graphs are the train job's".to_owned()),
+    }
+}
+
 /// What `dataset fingerprint` prints for one dataset.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {

@@ -77,6 +77,8 @@ pub enum StageCommand {
         root: String,
         /// The `NEURON_CC_FLAGS` to check.
         flags: String,
+        /// The training image's neuronx-cc version: only its entries count.
+        compiler_version: String,
     },
 }
 
@@ -198,13 +200,19 @@ impl StageCommand {
                 push(&["--quiet", "dataset", "fingerprint"]);
                 push(&prefixes.iter().map(String::as_str).collect::<Vec<_>>());
             }
-            StageCommand::CacheCoverage { root, flags } => push(&[
+            StageCommand::CacheCoverage {
+                root,
+                flags,
+                compiler_version,
+            } => push(&[
                 "cache",
                 "inspect",
                 "--root",
                 root,
                 "--flags",
                 flags,
+                "--compiler-version",
+                compiler_version,
                 "--no-sizes",
                 "--coverage-only",
                 "--json",
@@ -507,13 +515,15 @@ pub const CACHE_CHECK_JOB_NAME: &str = "trnkit-cache-check";
 pub const CHECK_CONTAINER: &str = "check";
 
 /// The Job that asks the compile cache on the shared file system whether it already holds
-/// complete entries for the configured `NEURON_CC_FLAGS`: `trnkit-stage cache inspect
+/// complete entries for the effective `NEURON_CC_FLAGS` (`[training.env]`'s, else `[training]
+/// neuron_cc_flags`) under the training image's neuronx-cc version: `trnkit-stage cache inspect
 /// --coverage-only --json` with the stager image, on CPU nodes. Its log's last line is the
 /// answer deploy reads ([`crate::cli::cache`] documents the shape). It only reads.
 pub fn cache_check_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
     let command = StageCommand::CacheCoverage {
         root: text(layout.compile_cache()),
-        flags: config.training.neuron_cc_flags.clone(),
+        flags: crate::checks::effective_neuron_cc_flags(&config.training).to_owned(),
+        compiler_version: crate::images::training_image(config).neuronx_cc_version,
     }
     .argv();
     let parts = Parts { config, layout };

@@ -5,11 +5,14 @@
 //! configured `NEURON_CC_FLAGS`, runs the blocking walk off the async runtime with a spinner, and
 //! prints text or the documented JSON.
 //!
-//! `--json` prints one object: `root`, `stale_after_seconds`, `entries` (each with at least
+//! `-o json` (or the older `--json`) prints one object (`-o yaml` the same as YAML): `root`, `stale_after_seconds`, `entries` (each with at least
 //! `path` relative to the root, `compiler_version`, `state` — `complete`, `failed`, `locked`,
 //! `stale_lock` or `incomplete` — and `bytes`), `skipped`, `summary` and `notes`; `inspect`
-//! adds `coverage` for the configured flags, `prune` adds `dry_run`, `bytes_freed` and, per
-//! entry, `action`, `reason` and `done`; `verify` adds `problems`.
+//! adds `coverage` for the configured flags; `prune` prints `root`, `dry_run` (true for the
+//! preview, the default without `--yes`), `entries`, `bytes_freed`, `removed`, `kept`, `failed`
+//! and, per entry, `action`, `reason`, `outcome` (`would_remove`, `removed`, `kept`, `failed`),
+//! `done`, and when there is more to say `message`, `locks_removed`, `locks_kept`; `verify` adds
+//! `problems`. A prune with a failed item exits with an error after printing its report.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,12 +36,20 @@ pub enum Command {
     /// List every entry with its state (complete, failed, locked, stale_lock, incomplete), size
     /// and compiler version, and say whether the configured NEURON_CC_FLAGS already have
     /// complete entries (whether the compile job can be skipped).
+    ///
+    /// Example: `cargo xtask cache inspect --root /shared/neuron_cache -o json`
     Inspect(InspectArgs),
-    /// Remove failed entries, stale locks or other compiler versions; only what is asked, never
-    /// a lock younger than the threshold, every removal reported.
+    /// Remove failed entries, stale locks or other compiler versions: only what is asked, never a
+    /// lock younger than the threshold or held by a process, never across a mount point. Shows
+    /// what it would remove; removes it only with --yes.
+    ///
+    /// Examples: `cargo xtask cache prune --failed` (the preview),
+    /// `cargo xtask cache prune --stale-locks --older-than 2h --yes`
     Prune(PruneArgs),
     /// Check complete entries: non-empty NEFF, input graph present, flags file matching the
     /// folder's flags key. Exits with an error when a problem is found.
+    ///
+    /// Example: `cargo xtask cache verify --root /shared/neuron_cache`
     Verify(VerifyArgs),
 }
 
@@ -49,9 +60,8 @@ pub struct RootArgs {
     /// `<[cluster] work_dir>/shared/neuron_cache`.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Print the documented JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,7 +85,7 @@ pub struct InspectArgs {
     /// round trips on Lustre, where each file's size costs a request to a storage server.
     #[arg(long)]
     pub no_sizes: bool,
-    /// Print only the coverage of the flags, not the entries: with --json, one line
+    /// Print only the coverage of the flags, not the entries: with -o json (or --json), one line
     /// `{"coverage":{...},"flags_mismatch":...}`. This is what deploy's cache-check Job runs.
     #[arg(long)]
     pub coverage_only: bool,
@@ -92,16 +102,20 @@ pub struct PruneArgs {
     /// on them forever). The entries stay and are compiled again.
     #[arg(long, requires = "older_than")]
     pub stale_locks: bool,
-    /// The age above which a lock is removed by --stale-locks, such as 2h. Choose it longer than
-    /// any compilation takes: a lock younger than this is never touched.
+    /// The age above which a lock is removed by --stale-locks, such as 2h (at least 10m). Choose
+    /// it longer than any compilation takes: a lock younger than this is never touched, and
+    /// neither is one a running process holds.
     #[arg(long, value_name = "DURATION", value_parser = humantime_duration, requires = "stale_locks")]
     pub older_than: Option<Duration>,
     /// Remove the entries of every other compiler version (complete ones included), e.g.
-    /// --keep-version 2.21.33363.0+82129205. Locked entries are kept.
+    /// --keep-version 2.21.33363.0+82129205. Entries with a lock younger than --older-than (else
+    /// 2h), or held by a process, are kept.
     #[arg(long, value_name = "VERSION")]
     pub keep_version: Option<String>,
-    /// Only list what would be removed.
-    #[arg(long)]
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    /// Only show what would be removed (the default; kept for scripts).
+    #[arg(long, hide = true, conflicts_with = "yes")]
     pub dry_run: bool,
 }
 
@@ -143,7 +157,8 @@ async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow:
         sizes: !args.no_sizes,
         ..InspectOptions::default()
     };
-    let report = walk(root.clone(), options, global.quiet || args.root.json).await?;
+    let format = args.root.output.format();
+    let report = walk(root.clone(), options, global.quiet || format != Format::Text).await?;
 
     let flags_text = args
         .flags
@@ -171,42 +186,41 @@ async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow:
     };
 
     if args.coverage_only {
-        if args.root.json {
-            let output = crate::checks::CoverageLine {
-                coverage: coverage.clone(),
-                flags_mismatch,
-            };
+        let output = crate::checks::CoverageLine {
+            coverage: coverage.clone(),
+            flags_mismatch,
+        };
+        // One line of JSON: deploy's cache-check Job reads its log's last line.
+        if format == Format::Json {
             out!("{}", serde_json::to_string(&output)?);
-        } else {
+            return Ok(());
+        }
+        return emit(format, &output, || {
             out!("{}", coverage.verdict());
-            if let Some(mismatch) = flags_mismatch {
+            if let Some(mismatch) = &output.flags_mismatch {
                 eprintln!("warning: {mismatch}");
             }
+        });
+    }
+    let output = InspectOutput {
+        report: &report,
+        coverage: &coverage,
+        flags_mismatch: flags_mismatch.clone(),
+    };
+    emit(format, &output, || {
+        print_summary(&report, args.all);
+        out!();
+        out!("NEURON_CC_FLAGS {flags_text:?}");
+        out!(
+            "  flags key {} (older SDKs: {})",
+            flags.key(),
+            flags.legacy_key()
+        );
+        out!("  {}", coverage.verdict());
+        if let Some(mismatch) = &flags_mismatch {
+            eprintln!("warning: {mismatch}");
         }
-        return Ok(());
-    }
-    if args.root.json {
-        let output = InspectOutput {
-            report: &report,
-            coverage: &coverage,
-            flags_mismatch: flags_mismatch.clone(),
-        };
-        out!("{}", serde_json::to_string_pretty(&output)?);
-        return Ok(());
-    }
-    print_summary(&report, args.all);
-    out!();
-    out!("NEURON_CC_FLAGS {flags_text:?}");
-    out!(
-        "  flags key {} (older SDKs: {})",
-        flags.key(),
-        flags.legacy_key()
-    );
-    out!("  {}", coverage.verdict());
-    if let Some(mismatch) = flags_mismatch {
-        eprintln!("warning: {mismatch}");
-    }
-    Ok(())
+    })
 }
 
 async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
@@ -224,73 +238,170 @@ async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Res
             None
         },
         keep_version: args.keep_version.clone(),
-        dry_run: args.dry_run,
+        dry_run: !args.confirm.yes,
     };
-    // Locks are judged by the prune threshold, so `inspect` and `prune` agree on "stale".
-    let inspect = InspectOptions {
-        stale_after: args
-            .older_than
-            .unwrap_or(InspectOptions::default().stale_after),
-        ..InspectOptions::default()
-    };
+    // Refuse unusable options before walking a large cache.
+    neuron_cache::prune::check_options(&options)?;
+    let format = args.root.output.format();
     let spinner = spinner(
-        global.quiet || args.root.json,
+        global.quiet || format != Format::Text,
         format!("pruning {}", root.display()),
     );
     let root_for_task = root.clone();
     let report = tokio::task::spawn_blocking(move || {
-        neuron_cache::prune(&root_for_task, &options, &inspect)
+        neuron_cache::prune(&root_for_task, &options, &InspectOptions::default())
     })
     .await
     .context("the prune task")?
     .with_context(|| format!("pruning the compile cache at {}", root.display()))?;
     spinner.finish_and_clear();
 
-    if args.root.json {
-        out!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    let verb = if report.dry_run {
-        "would remove"
-    } else {
-        "removed"
+    let preview = report.dry_run.then(|| prune_preview(&report, &args));
+    let output = PruneOutput {
+        command: "cache prune",
+        report: &report,
+        would_remove: preview.as_ref().map(|preview| &preview.would_remove[..]),
+        keeps: preview.as_ref().map(|preview| &preview.keeps[..]),
     };
+    emit(format, &output, || match &preview {
+        Some(preview) => {
+            if !preview.would_remove.is_empty() {
+                out!("{} would be freed", bytes(report.bytes_freed));
+            }
+            // Text only: cannot fail.
+            let _ = preview.print(Format::Text);
+        }
+        None => print_prune(&report),
+    })?;
+    if report.failed > 0 {
+        bail!(
+            "{} of {} item(s) could not be removed (see each one's message{}); the rest was done as reported",
+            report.failed,
+            report.entries.len(),
+            if format == Format::Text {
+                " above"
+            } else {
+                " in the report"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `cache prune -o json|yaml`: the prune report; a preview adds the [`Preview`] fields
+/// `command`, `would_remove` and `keeps` that `cleanup` and `fsx delete` print.
+#[derive(Serialize)]
+struct PruneOutput<'a> {
+    command: &'static str,
+    #[serde(flatten)]
+    report: &'a neuron_cache::PruneReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_remove: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keeps: Option<&'a [String]>,
+}
+
+/// A prune's preview in the one wording of destructive commands: each item it would remove,
+/// and what it keeps (items found but kept on purpose, and what prune never touches).
+fn prune_preview(report: &neuron_cache::PruneReport, args: &PruneArgs) -> Preview {
+    use neuron_cache::Outcome;
+    let describe = |item: &neuron_cache::Pruned| {
+        let what = match item.action {
+            neuron_cache::Action::RemoveEntry => "entry",
+            neuron_cache::Action::RemoveLocks => "locks of",
+            neuron_cache::Action::FinishRemoval => "leftover",
+        };
+        let mut line = format!(
+            "{what} {} ({}, {}): {}",
+            item.entry.path,
+            item.entry.state,
+            bytes(item.entry.bytes),
+            item.reason
+        );
+        if let Some(message) = &item.message {
+            line.push_str(&format!("; {message}"));
+        }
+        line
+    };
+    let mut keeps: Vec<String> = report
+        .entries
+        .iter()
+        .filter(|item| item.outcome != Outcome::WouldRemove)
+        .map(describe)
+        .collect();
+    let mut never = vec!["complete entries".to_owned()];
+    if let Some(version) = &args.keep_version {
+        never[0] = format!("complete entries of compiler version {version}");
+    }
+    if !args.failed {
+        never.push("failed entries (add --failed)".to_owned());
+    }
+    never.push(match args.older_than.filter(|_| args.stale_locks) {
+        Some(age) => format!(
+            "locks younger than {} or held by a process",
+            humantime::format_duration(age)
+        ),
+        None => "locks (add --stale-locks --older-than DURATION)".to_owned(),
+    });
+    keeps.push(never.join(", "));
+    Preview {
+        command: "cache prune".to_owned(),
+        would_remove: report
+            .entries
+            .iter()
+            .filter(|item| item.outcome == Outcome::WouldRemove)
+            .map(describe)
+            .collect(),
+        keeps,
+        removed: false,
+    }
+}
+
+fn print_prune(report: &neuron_cache::PruneReport) {
+    use neuron_cache::Outcome;
     for item in &report.entries {
         let what = match item.action {
             neuron_cache::Action::RemoveEntry => "entry",
             neuron_cache::Action::RemoveLocks => "locks of",
             neuron_cache::Action::FinishRemoval => "leftover",
         };
-        let verb = if report.dry_run || item.done {
-            verb
-        } else {
-            "kept"
+        let verb = match item.outcome {
+            Outcome::WouldRemove => "would remove",
+            Outcome::Removed => "removed",
+            Outcome::Kept => "kept",
+            Outcome::Failed => "FAILED to remove",
         };
-        out!(
+        let mut line = format!(
             "{verb} {what} {} ({}, {}): {}",
             item.entry.path,
             item.entry.state,
             bytes(item.entry.bytes),
             item.reason
         );
-    }
-    let done = report
-        .entries
-        .iter()
-        .filter(|item| item.done || report.dry_run)
-        .count();
-    out!(
-        "{} {done} of {} item(s), {} {}",
-        if report.dry_run { "dry run:" } else { "done:" },
-        report.entries.len(),
-        bytes(report.bytes_freed),
-        if report.dry_run {
-            "would be freed"
-        } else {
-            "freed"
+        if !item.locks_removed.is_empty() {
+            line.push_str(&format!("; removed {}", item.locks_removed.join(", ")));
         }
-    );
-    Ok(())
+        if let Some(message) = &item.message {
+            line.push_str(&format!("; {message}"));
+        }
+        out!("{line}");
+    }
+    if report.dry_run {
+        out!(
+            "preview: {} item(s), {} would be freed; nothing was changed. Run again with --yes to remove them",
+            report.entries.len(),
+            bytes(report.bytes_freed)
+        );
+    } else {
+        out!(
+            "done: {} removed, {} kept, {} failed of {} item(s); {} freed",
+            report.removed,
+            report.kept,
+            report.failed,
+            report.entries.len(),
+            bytes(report.bytes_freed)
+        );
+    }
 }
 
 #[derive(Serialize)]

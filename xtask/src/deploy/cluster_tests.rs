@@ -94,10 +94,17 @@ fn fingerprint_line(documents: u64) -> String {
     .unwrap()
 }
 
-/// The line `trnkit-stage cache inspect --coverage-only --json` prints for these counts.
+/// The line `trnkit-stage cache inspect --coverage-only --json` prints for these counts, when
+/// asked (as the cache-check Job asks) for the training image's neuronx-cc.
 fn coverage_line(complete: usize, failed: usize) -> String {
+    let compiler = crate::images::training_image(&config()).neuronx_cc_version;
+    coverage_line_of(Some(&compiler), complete, failed)
+}
+
+/// The same for the entries of `compiler_version` (`None`: of every version).
+fn coverage_line_of(compiler_version: Option<&str>, complete: usize, failed: usize) -> String {
     serde_json::to_string(&json!({
-        "coverage": {"flags_keys": ["725887e1", "00000000"], "compiler_version": null,
+        "coverage": {"flags_keys": ["725887e1", "00000000"], "compiler_version": compiler_version,
                      "complete": complete, "failed": failed, "locked": 0, "stale_lock": 0, "incomplete": 0},
         "flags_mismatch": null,
     }))
@@ -338,6 +345,16 @@ async fn harness(config: Config) -> Harness {
 }
 
 impl Harness {
+    /// The next deploy runs with `config` (the same cluster and recorded state).
+    fn replan(&mut self, config: Config) {
+        let rendered =
+            bundle::render_all(&config, None, None, Path::new("/nonexistent/trnkit-stage"))
+                .unwrap();
+        self.plan = plan::plan(&config, &rendered);
+        self.executor.images = rendered.images;
+        self.executor.config = config;
+    }
+
     async fn run(&mut self, selection: Selection) -> (run::Report, Vec<Event>) {
         let mut events = Vec::new();
         let report = run::run(
@@ -467,36 +484,66 @@ fn finished_summary(events: &[Event], step: StepId) -> String {
         .unwrap_or_else(|| panic!("{step} did not finish: {events:#?}"))
 }
 
+/// Runs from compile on (compile runs even when up to date), without following.
+fn from_compile() -> Selection {
+    Selection {
+        from: Some(StepId::Compile),
+        skip_follow: true,
+        ..Selection::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warm_compile_cache_skips_the_compile_job_and_training_starts() {
+async fn a_warm_cache_skips_the_compile_job_only_after_a_recorded_compile_with_the_same_inputs() {
     let mut h = harness(config()).await;
     *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
+
+    // A warm cache alone proves nothing: no compile with these inputs is recorded.
     let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
+    let recorded = h.store.load().await.unwrap();
+    let compiled = recorded.get(StepId::Compile).unwrap().outputs[plan::COMPILED_INPUTS].clone();
+    assert_eq!(compiled.len(), 64, "a sha256: {compiled}");
+
+    // Same inputs after that recorded success: the compile job is skipped, training starts.
+    let (report, events) = h.run(from_compile()).await;
     assert_eq!(report.failed, None, "{events:#?}");
     assert!(report.ran.contains(&StepId::Compile));
     let summary = finished_summary(&events, StepId::Compile);
     assert!(
-        summary.contains("compile job skipped") && summary.contains("12 complete entries"),
+        summary.contains("compile job skipped")
+            && summary.contains("12 complete entries")
+            && summary.contains("same inputs"),
         "{summary}"
     );
-    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 0);
-    assert!(
-        h.fake
-            .get::<MPIJob>("default", "test-mpi-compile")
-            .is_none()
-    );
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_some());
+    let record = h.store.load().await.unwrap();
+    let record = record.get(StepId::Compile).unwrap();
+    assert_eq!(record.status, Status::Done);
+    assert_eq!(
+        record.outputs[plan::COMPILED_INPUTS],
+        compiled,
+        "a skip keeps the record of the compile that filled the cache"
+    );
+
+    // The check pins the training image's compiler and the effective flags.
     let check: Job = h.fake.get("default", "trnkit-cache-check").unwrap();
     let command = check.spec.unwrap().template.spec.unwrap().containers[0]
         .command
         .clone()
         .unwrap();
+    let compiler = crate::images::training_image(&config()).neuronx_cc_version;
     assert!(
         command.starts_with(&[
             "trnkit-stage".to_owned(),
             "cache".to_owned(),
             "inspect".to_owned()
-        ]) && command.contains(&"--coverage-only".to_owned()),
+        ]) && command.contains(&"--coverage-only".to_owned())
+            && command
+                .windows(2)
+                .any(|pair| pair == ["--compiler-version".to_owned(), compiler.clone()]),
         "{command:?}"
     );
     let statuses = h.statuses.lock().unwrap().clone();
@@ -506,15 +553,80 @@ async fn a_warm_compile_cache_skips_the_compile_job_and_training_starts() {
             .any(|status| status.starts_with("checking the compile cache")),
         "{statuses:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_counted_for_another_compiler_version_does_not_skip_the_compile_job() {
+    let mut h = harness(config()).await;
+    let (report, events) = h.run(from_compile()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
+
+    // Complete entries, but counted for another neuronx-cc, or for every version.
+    for compiler in [Some("2.15.128.0"), None] {
+        *h.knobs.cache.lock().unwrap() = Some(coverage_line_of(compiler, 12, 0));
+        let before = h.knobs.compile_runs.load(Ordering::SeqCst);
+        let (report, events) = h.run(from_compile()).await;
+        assert_eq!(report.failed, None, "{events:#?}");
+        assert_eq!(
+            h.knobs.compile_runs.load(Ordering::SeqCst),
+            before + 1,
+            "{compiler:?}: {events:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_batch_size_or_sequence_length_does_not_skip_the_compile_job() {
+    let mut h = harness(config()).await;
+    *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
+    let (report, events) = h.run(from_compile()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
+
+    // The cache still holds the old graphs' entries; the train job would trace new ones.
+    let mut changed = config();
+    for (name, value) in [("GBS", "512"), ("SEQ_LENGTH", "2048")] {
+        changed
+            .training
+            .env
+            .insert(name.to_owned(), value.to_owned());
+        h.replan(changed.clone());
+        let before = h.knobs.compile_runs.load(Ordering::SeqCst);
+        let (report, events) = h
+            .run(Selection {
+                skip_follow: true,
+                ..Selection::default()
+            })
+            .await;
+        assert_eq!(report.failed, None, "{events:#?}");
+        assert_eq!(
+            h.knobs.compile_runs.load(Ordering::SeqCst),
+            before + 1,
+            "{name}={value}: {events:#?}"
+        );
+        assert!(
+            finished_summary(&events, StepId::Compile).contains("succeeded"),
+            "{events:#?}"
+        );
+    }
+    // A change that alters no graph (how long finished jobs are kept) reruns the step, but the
+    // compile job is skipped: these inputs were compiled.
+    let mut renamed = changed;
+    renamed.training.ttl_seconds_after_finished = 3600;
+    h.replan(renamed);
+    let before = h.knobs.compile_runs.load(Ordering::SeqCst);
+    let (report, events) = h
+        .run(Selection {
+            skip_follow: true,
+            ..Selection::default()
+        })
+        .await;
+    assert_eq!(report.failed, None, "{events:#?}");
     assert_eq!(
-        h.store
-            .load()
-            .await
-            .unwrap()
-            .get(StepId::Compile)
-            .unwrap()
-            .status,
-        Status::Done
+        h.knobs.compile_runs.load(Ordering::SeqCst),
+        before,
+        "{events:#?}"
     );
 }
 
