@@ -103,13 +103,24 @@ pub async fn check_installed_crd(api: &Api<MPIJob>, job: &MPIJob) -> Result<()> 
     };
     let crd = serde_json::to_value(&crd).map_err(serialize)?;
     let document = serde_json::to_value(job).map_err(serialize)?;
-    let problems = match CrdSchema::from_crd(&crd, format!("the installed CRD {CRD_NAME}")) {
+    let mut problems = match CrdSchema::from_crd(&crd, format!("the installed CRD {CRD_NAME}")) {
         Ok(schema) => schema.validate(&document),
         Err(message) => {
             tracing::debug!(message, "the job is not checked against the installed CRD");
             return Ok(());
         }
     };
+    if job.spec.launcher_creation_policy.is_some()
+        && !crate::schema::spec_declares(&crd, "launcherCreationPolicy")
+    {
+        problems.0.insert(
+            0,
+            crate::Problem::new(
+                "spec.launcherCreationPolicy",
+                format!("the installed CRD {CRD_NAME} does not declare it (MPI Operator before v0.5.0); build the job with the init-container launcher gate for this operator, or upgrade the operator and its CRD"),
+            ),
+        );
+    }
     if problems.is_empty() {
         Ok(())
     } else {

@@ -506,9 +506,9 @@ async fn apply_checks_the_job_against_the_installed_crd() {
     let error = io::apply(&jobs, &job("llama"), MANAGER).await.unwrap_err();
     let message = error.to_string();
     assert!(
-        message.contains("launcherCreationPolicy")
-            && message.contains("runLauncherAsWorker")
-            && message.contains("the installed CRD mpijobs.kubeflow.org"),
+        message.contains("spec.launcherCreationPolicy: the installed CRD mpijobs.kubeflow.org does not declare it")
+            && message.contains("init-container launcher gate")
+            && message.contains("runLauncherAsWorker"),
         "{message}"
     );
     assert!(
