@@ -142,6 +142,15 @@ pub(crate) async fn deploy(
     let facts = preflight::fetch_facts(&client).await;
     let training = &config.training;
     let preflight = preflight::evaluate(&facts, &crate::deploy::cluster::requirements(training));
+    // The run's name: configured, recorded by an earlier deploy, or named now (run_identity).
+    let recorded = crate::deploy::state::StateStore::load(&ConfigMapStore {
+        api: kube::Api::namespaced(client.clone(), &config.cluster.namespace),
+        namespace: config.cluster.namespace.clone(),
+        field_manager: config.cluster.field_manager.clone(),
+    })
+    .await?;
+    let config =
+        &crate::run_identity::with_run_name(config, &recorded, std::time::SystemTime::now());
     let rendered = bundle::render_all(config, preflight.launcher_gate, None, stager_binary)?;
     let plan = plan::plan(config, &rendered);
     let layout = crate::render::layout(config)?;

@@ -396,6 +396,16 @@ pub struct Training {
     /// 10 × the observed seconds per step, at least 30 minutes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hang_timeout: Option<Timeout>,
+    /// The training run's name: its logs and checkpoints live in
+    /// `/shared/nemo_experiments/<run_name>/`; empty: named once on the first deploy as
+    /// `<train_job_name>-<yyyymmdd-hhmmss>` and recorded in the state (see `run_identity`).
+    pub run_name: String,
+    /// Resume the run from its latest checkpoint when the launcher restarts or the job is
+    /// deployed again (false: the blueprint's fresh start every time).
+    pub resume: bool,
+    /// Check every Trainium node (Neuron devices, EFA interfaces) with a short Job before the
+    /// compile step (see `node_check`).
+    pub node_check: bool,
 }
 
 impl Default for Training {
@@ -424,6 +434,9 @@ impl Default for Training {
             do_not_disrupt: true,
             require_efa: true,
             hang_timeout: None,
+            run_name: String::new(),
+            resume: true,
+            node_check: true,
         }
     }
 }

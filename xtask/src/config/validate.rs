@@ -427,6 +427,10 @@ fn training(c: &mut Checker, config: &Config) {
         names::env_value(&training.neuron_cc_flags),
     );
     c.check("training.script", names::command_word(&training.script));
+    c.check(
+        "training.run_name",
+        crate::run_identity::check_name(&training.run_name),
+    );
     if training.script.starts_with('-') {
         c.fail(
             "training.script",
@@ -501,6 +505,14 @@ const TRNKIT_VARIABLES: &[(&str, &str)] = &[
         "the compile cache on the shared file system",
     ),
     ("COMPILE", "1 in the compile job only"),
+    (
+        crate::run_identity::RUN_ID_VARIABLE,
+        "[training] run_name, which names the experiment directory",
+    ),
+    (
+        crate::run_identity::OVERRIDES_VARIABLE,
+        "the resume settings ([training] resume)",
+    ),
     (
         crate::render::rank::FLAGS_VARIABLE,
         "[training] neuron_cc_flags, for the compiler",

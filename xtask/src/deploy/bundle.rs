@@ -47,7 +47,8 @@ pub fn render_all(
 
     let jobs = render::llama2_config(config, &refs.training, gate)?;
     let compile = llama2::compile_job(&jobs).context("the compile job is invalid")?;
-    let train = llama2::train_job(&jobs).context("the train job is invalid")?;
+    let train = llama2::train_job(&render::train_config(&jobs, config))
+        .context("the train job is invalid")?;
 
     let mut tensorboard_objects = Vec::new();
     if config.tensorboard.enabled {
@@ -68,9 +69,15 @@ pub fn render_all(
             .map(Manifest::from_object)
             .collect::<Result<_, _>>()?,
         compile: {
-            // The cache check runs first unless the compile job is forced.
+            // The node check runs first (unless switched off), then the cache check unless
+            // the compile job is forced.
             let mut objects = Vec::new();
             if !config.training.force_compile {
+            if config.training.node_check
+                && let Some(check) = crate::node_check::job(&compile)
+            {
+                objects.push(Manifest::from_object(&check)?);
+            }
                 objects.push(Manifest::from_object(&crate::staging::cache_check_job(
                     config,
                     &layout,

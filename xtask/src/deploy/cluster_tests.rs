@@ -126,11 +126,11 @@ struct Knobs {
     stuck: Arc<Mutex<Option<serde_json::Value>>>,
     /// When set, a compile worker has this status and the compile job never finishes.
     stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
+    /// When set, the train launcher writes these lines and keeps running.
+    train_log: Arc<Mutex<Option<Vec<String>>>>,
 }
 
 impl Default for Knobs {
-    /// When set, the train launcher writes these lines and keeps running.
-    train_log: Arc<Mutex<Option<Vec<String>>>>,
     fn default() -> Self {
         Self {
             fail_compile: Arc::default(),
@@ -139,10 +139,10 @@ impl Default for Knobs {
             dataset: Arc::new(Mutex::new(Some(fingerprint_line(27_390)))),
             stuck: Arc::default(),
             stuck_compile: Arc::default(),
+            train_log: Arc::default(),
         }
     }
 }
-            train_log: Arc::default(),
 
 /// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
 /// Jobs and runs the check Jobs (whose pods print `cache` and `dataset`; `None` fails them), the
@@ -156,10 +156,10 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
         dataset,
         stuck,
         stuck_compile,
+        train_log,
     } = knobs.clone();
     let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
-        train_log,
         if event.verb == WriteVerb::Apply && event.subresource.is_none() {
             fake.set_status::<PersistentVolumeClaim>(
                 event.namespace(),
@@ -259,15 +259,15 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
                 "spec": {"containers": [{"name": "mpitest", "image": "x"}]},
                 "status": {"phase": "Running"},
             }));
-            fake.append_log(&namespace, &pod, "step 1 reduced_train_loss=10.5");
-            fake.append_log(&namespace, &pod, "step 2 reduced_train_loss=9.8");
-            fake.close_log(&namespace, &pod);
             if let Some(lines) = train_log.lock().unwrap().clone() {
                 for line in lines {
                     fake.append_log(&namespace, &pod, &line);
                 }
                 return;
             }
+            fake.append_log(&namespace, &pod, "step 1 reduced_train_loss=10.5");
+            fake.append_log(&namespace, &pod, "step 2 reduced_train_loss=9.8");
+            fake.close_log(&namespace, &pod);
             fake.set_status::<k8s_openapi::api::core::v1::Pod>(&namespace, &pod, json!({"phase": "Succeeded"}));
             fake.set_status::<MPIJob>(&namespace, &name, json!({"conditions": [{"type": "Succeeded", "status": "True"}]}));
         }
@@ -323,10 +323,10 @@ async fn harness(config: Config) -> Harness {
             unschedulable: Duration::from_secs(600),
             compile: Duration::from_secs(10),
             follow_poll: Duration::from_millis(50),
+            hang_check: Duration::from_secs(60),
         },
         on_follow: Box::new(move |event| seen.lock().unwrap().push(event.clone())),
         on_status: Box::new(move |status| said.lock().unwrap().push(status.to_owned())),
-            hang_check: Duration::from_secs(60),
     };
     let store = ConfigMapStore {
         api: kube::Api::namespaced(fake.client(), "default"),

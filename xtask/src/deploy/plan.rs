@@ -308,6 +308,15 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
             always: false,
             actions: {
                 let mut actions = Vec::new();
+                if training.node_check {
+                    actions.push(format!(
+                        "run Job/{} (one pod on each of {} Trainium node(s): neuron-ls and fi_info -p efa see the {} Neuron devices and {} EFA interfaces requested) and stop, naming the node, if one fails",
+                        crate::node_check::JOB_NAME,
+                        training.workers,
+                        training.neuron_devices_per_worker,
+                        training.efa_interfaces_per_worker
+                    ));
+                }
                 if training.force_compile {
                     actions.push("force_compile is set: run the compile job whatever the cache holds".to_owned());
                 } else {

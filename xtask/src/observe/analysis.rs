@@ -129,11 +129,16 @@ pub struct Analyzer {
 
 /// The analysis of a whole text.
 pub fn analyze(text: &str) -> Analysis {
+    read(text).analysis()
+}
+
+/// An analyzer fed every line of `text` (for its evidence as well as its analysis).
+pub fn read(text: &str) -> Analyzer {
     let mut analyzer = Analyzer::default();
     for raw in text.lines() {
         analyzer.feed(raw);
     }
-    analyzer.analysis()
+    analyzer
 }
 
 impl Analyzer {

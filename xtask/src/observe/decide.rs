@@ -126,6 +126,38 @@ pub fn verdict(analyzer: &Analyzer, since_progress: Duration, policy: &Policy) -
     Verdict::Continue
 }
 
+/// What a failed job's log says, for its failure message: the first fatal condition with its
+/// lines, TCP instead of EFA, cached failed NEFFs and a NaN loss; `None` when it says none.
+pub fn diagnosis(analyzer: &Analyzer) -> Option<String> {
+    let analysis = analyzer.analysis();
+    let mut findings = Vec::new();
+    if let Some(fatal) = analysis.fatal {
+        findings.push(format!(
+            "{}: {}:\n  {}",
+            fatal.name(),
+            explain(fatal),
+            analyzer.fatal_evidence().join("\n  ")
+        ));
+    }
+    if analysis.network == Some(Network::Tcp) {
+        findings.push(format!(
+            "tcp: the collectives fell back to TCP sockets instead of EFA:\n  {}",
+            analyzer.network_evidence().join("\n  ")
+        ));
+    }
+    if analysis.cache.cached_failed > 0 {
+        findings.push(format!(
+            "{} cached failed NEFF(s): graphs whose earlier compilation failed were skipped, not compiled (`cargo xtask cache prune --failed` removes them; --retry_failed_compilation in NEURON_CC_FLAGS retries them)",
+            analysis.cache.cached_failed
+        ));
+    }
+    if analysis.nan_loss {
+        findings.push("the training loss was NaN".to_owned());
+    }
+    (!findings.is_empty())
+        .then(|| format!("the log shows {}", findings.join("\nthe log also shows ")))
+}
+
 fn round_seconds(duration: Duration) -> Duration {
     Duration::from_secs(duration.as_secs())
 }

@@ -625,3 +625,29 @@ fn a_watch_decides_once_and_starts_afresh_on_a_new_launcher() {
         "{verdicts:?}"
     );
 }
+
+#[test]
+fn a_failed_jobs_log_is_diagnosed() {
+    let diagnosis = decide::diagnosis(&analyzer_of("bootstrap_timeout_retrying.log")).unwrap();
+    assert!(
+        diagnosis.starts_with("the log shows collectives_timeout: "),
+        "{diagnosis}"
+    );
+    assert!(diagnosis.contains("Timeout waiting for RX"), "{diagnosis}");
+    assert!(
+        diagnosis.contains("the log also shows tcp: ")
+            && diagnosis.contains("OFI plugin initNet() failed"),
+        "{diagnosis}"
+    );
+    let diagnosis = decide::diagnosis(&analyzer_of("cached_failed_neff.log")).unwrap();
+    assert!(
+        diagnosis.contains("1 cached failed NEFF(s)") && diagnosis.contains("prune --failed"),
+        "{diagnosis}"
+    );
+    assert!(
+        decide::diagnosis(&analyzer_of("trainer_loss_nan.log"))
+            .unwrap()
+            .contains("the training loss was NaN")
+    );
+    assert_eq!(decide::diagnosis(&analyzer_of("efa_selected.log")), None);
+}

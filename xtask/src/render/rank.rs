@@ -10,7 +10,9 @@
 //! every bash the script starts (`llama_7b.sh` runs `test_llama.sh`), and `test_llama.sh` runs
 //! exactly those two commands after sourcing `train_setup.sh`, so the flags the compile job
 //! compiles with, the flags the train job runs with and the flags the cache check looks up are
-//! the same. A test runs the rendered command on copies of the real scripts.
+//! the same. The same functions put the train job's run identity and resume settings on the
+//! training command line (see [`crate::run_identity`]). Tests run the rendered command on
+//! copies of the real scripts.
 
 use ecr_image::{ContextFile, ImageDefinition};
 
@@ -26,21 +28,52 @@ const CONTEXT_NAME: &str = "trnkit-rank";
 /// The script.
 pub const SCRIPT: &str = r#"#!/usr/bin/env bash
 # trnkit-rank SCRIPT [ARGS...]: runs a neuronx-nemo-megatron training script so that
-# TRNKIT_NEURON_CC_FLAGS ([training] neuron_cc_flags) reaches the Neuron compiler.
+# TRNKIT_NEURON_CC_FLAGS ([training] neuron_cc_flags) reaches the Neuron compiler, and the
+# train job keeps one experiment directory per run (TRNKIT_RUN_ID) and resumes there
+# (TRNKIT_HYDRA_OVERRIDES).
 #
-# train_setup.sh exports NEURON_CC_FLAGS outright, after anything the environment carries.
-# test_llama.sh then runs `$MAYBE_COMPILE torchrun ...`: these exported functions run those
-# two commands with NEURON_CC_FLAGS set back to the configured flags.
+# train_setup.sh exports NEURON_CC_FLAGS outright, after anything the environment carries,
+# and names the experiment directory /shared/nemo_experiments/$POD_UID (the launcher pod's
+# UID, new on every launcher retry). test_llama.sh then runs `$MAYBE_COMPILE torchrun ...`
+# with fixed exp_manager settings: these exported functions run those two commands with
+# NEURON_CC_FLAGS set back to the configured flags and each override of
+# TRNKIT_HYDRA_OVERRIDES in place of the script's own value of that key.
 set -eu
-if [ -n "${TRNKIT_NEURON_CC_FLAGS+set}" ]; then
-    torchrun() {
-        NEURON_CC_FLAGS="$TRNKIT_NEURON_CC_FLAGS" command torchrun "$@"
-    }
-    neuron_parallel_compile() {
-        NEURON_CC_FLAGS="$TRNKIT_NEURON_CC_FLAGS" command neuron_parallel_compile "$@"
-    }
-    export -f torchrun neuron_parallel_compile
+if [ -n "${TRNKIT_RUN_ID:-}" ]; then
+    export POD_UID="$TRNKIT_RUN_ID"
 fi
+trnkit_run() {
+    local program="$1" word key override found
+    shift
+    local overrides=() args=()
+    read -r -a overrides <<< "${TRNKIT_HYDRA_OVERRIDES:-}"
+    for word in "$@"; do
+        for override in "${overrides[@]}"; do
+            key="${override%%=*}"
+            case "$word" in
+                "$key="*) word="$override" ;;
+                "+$key="*) word="+$override" ;;
+                "++$key="*) word="++$override" ;;
+            esac
+        done
+        args+=("$word")
+    done
+    for override in "${overrides[@]}"; do
+        found=0
+        for word in "${args[@]}"; do
+            case "$word" in "$override" | "+$override" | "++$override") found=1 ;; esac
+        done
+        if [ "$found" = 0 ]; then args+=("$override"); fi
+    done
+    if [ -n "${TRNKIT_NEURON_CC_FLAGS+set}" ]; then
+        NEURON_CC_FLAGS="$TRNKIT_NEURON_CC_FLAGS" command "$program" "${args[@]}"
+    else
+        command "$program" "${args[@]}"
+    fi
+}
+torchrun() { trnkit_run torchrun "$@"; }
+neuron_parallel_compile() { trnkit_run neuron_parallel_compile "$@"; }
+export -f trnkit_run torchrun neuron_parallel_compile
 exec "$@"
 "#;
 

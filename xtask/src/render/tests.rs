@@ -41,7 +41,9 @@ fn sharded_staging_jobs_snapshot() {
     let jobs: Vec<&Manifest> = all
         .iter()
         .filter(|manifest| {
-            manifest.kind == "Job" && manifest.name != crate::staging::CACHE_CHECK_JOB_NAME
+            manifest.kind == "Job"
+                && manifest.name != crate::staging::CACHE_CHECK_JOB_NAME
+                && manifest.name != crate::node_check::JOB_NAME
         })
         .collect();
     let names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
