@@ -547,11 +547,21 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             }),
             Outcome::Failed { reason, message } => {
                 let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
-                let tail = mpijob::io::launcher_log_tail(&pods, &manifest.name, 40)
+                // The log model reads a long tail; the message shows its diagnosis and the last
+                // lines.
+                let tail = mpijob::io::launcher_log_tail(&pods, &manifest.name, 5000)
                     .await
                     .ok()
                     .flatten()
-                    .map(|(pod, text)| format!("\nlast lines of {pod}:\n{text}"))
+                    .map(|(pod, text)| {
+                        let analyzer = crate::observe::analysis::read(&text);
+                        let diagnosis = crate::observe::decide::diagnosis(&analyzer)
+                            .map(|diagnosis| format!("\n{diagnosis}"))
+                            .unwrap_or_default();
+                        let lines: Vec<&str> = text.lines().collect();
+                        let last = lines[lines.len().saturating_sub(40)..].join("\n");
+                        format!("{diagnosis}\nlast lines of {pod}:\n{last}")
+                    })
                     .unwrap_or_default();
                 bail!(
                     "the compile job {} failed: {reason}: {message}{tail}{hint}\nfix the cause, then run `cargo xtask deploy` again (it resumes at compile)",
@@ -614,8 +624,19 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         })
     }
 
+    /// Follows the train job's launcher through the log model: the live figures go to
+    /// `on_status`; what waiting cannot fix stops the job (a fatal condition, TCP instead of
+    /// EFA unless `require_efa = false`), and a run without progress for too long fails the
+    /// step as hung (the job is left running).
     async fn follow(&mut self) -> anyhow::Result<StepOutput> {
+        use std::time::Instant;
+
         use futures::StreamExt;
+
+        use crate::observe::decide::Verdict;
+        use crate::observe::live;
+        use crate::observe::watch::Watch;
+
         let name = self.config.training.train_job_name.clone();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
         let jobs: Api<MPIJob> = Api::namespaced(self.client.clone(), self.namespace());
@@ -657,15 +678,9 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
                             });
                         }
                         FollowEvent::Finished(Outcome::Failed { reason, message }) => {
-                            let analysis = watch.analyzer().analysis();
-                            let seen = match analysis.fatal {
-                                Some(fatal) => format!(
-                                    "\nthe log shows {}:\n  {}",
-                                    fatal.name(),
-                                    watch.analyzer().fatal_evidence().join("\n  ")
-                                ),
-                                None => String::new(),
-                            };
+                            let seen = crate::observe::decide::diagnosis(watch.analyzer())
+                                .map(|diagnosis| format!("\n{diagnosis}"))
+                                .unwrap_or_default();
                             bail!("{name} failed: {reason}: {message}{seen}")
                         }
                         FollowEvent::Line(line) => {
@@ -716,25 +731,25 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
     }
 }
 
+/// The follow step's decisions as `[training]` asks for them (`require_efa`, `hang_timeout`).
+pub fn follow_policy(training: &crate::config::Training) -> crate::observe::decide::Policy {
+    crate::observe::decide::Policy {
+        require_efa: training.require_efa,
+        hang_timeout: training
+            .hang_timeout
+            .as_ref()
+            .map(crate::config::Timeout::duration),
+    }
+}
+
 /// What the configured jobs need from the cluster's nodes.
 pub fn requirements(training: &crate::config::Training) -> preflight::Requirements {
     preflight::Requirements {
         nodes: usize::try_from(training.workers).unwrap_or(0),
         neuron_devices: i64::from(training.neuron_devices_per_worker),
         efa_interfaces: i64::from(training.efa_interfaces_per_worker),
-    /// Follows the train job's launcher through the log model: the live figures go to
-    /// `on_status`; what waiting cannot fix stops the job (a fatal condition, TCP instead of
-    /// EFA unless `require_efa = false`), and a run without progress for too long fails the
-    /// step as hung (the job is left running).
     }
-        use std::time::Instant;
-
 }
-
-        use crate::observe::decide::Verdict;
-        use crate::observe::live;
-        use crate::observe::watch::Watch;
-
 
 /// Why `pod` will not run by waiting longer, if so: a container that cannot start (its image
 /// cannot be pulled, its configuration is wrong), or scheduling that has failed for longer than
@@ -768,17 +783,6 @@ pub fn pod_problem(
             if FATAL.contains(&reason) {
                 return Some(format!(
                     "pod {name}: container {} cannot start: {reason}: {}",
-/// The follow step's decisions as `[training]` asks for them (`require_efa`, `hang_timeout`).
-pub fn follow_policy(training: &crate::config::Training) -> crate::observe::decide::Policy {
-    crate::observe::decide::Policy {
-        require_efa: training.require_efa,
-        hang_timeout: training
-            .hang_timeout
-            .as_ref()
-            .map(crate::config::Timeout::duration),
-    }
-}
-
                     container.name,
                     waiting.message.as_deref().unwrap_or("no message")
                 ));
