@@ -40,6 +40,8 @@ pub struct Timeouts {
     pub staging: Duration,
     /// The compile-cache check Job.
     pub cache_check: Duration,
+    /// The node check Job (its pods pull the training image first).
+    pub node_check: Duration,
     /// How often a Job's pods are looked at while it runs.
     pub pod_check: Duration,
     /// How long a pod may stay unschedulable (room for the cluster autoscaler) before the step
@@ -59,6 +61,7 @@ impl Default for Timeouts {
             storage: Duration::from_secs(30 * 60),
             staging: Duration::from_secs(4 * 60 * 60),
             cache_check: Duration::from_secs(15 * 60),
+            node_check: Duration::from_secs(30 * 60),
             pod_check: Duration::from_secs(20),
             unschedulable: Duration::from_secs(10 * 60),
             compile: Duration::from_secs(2 * 60 * 60),
@@ -414,6 +417,58 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
 
     /// Runs the cache-check Job and reads its answer.
     async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
+    /// Runs the node check Job and reads every pod's result: an error naming each node that
+    /// failed (the Job's own failure only when no pod said why).
+    async fn check_nodes(&self, manifest: &Manifest) -> anyhow::Result<String> {
+        let ran = self.run_job(manifest, self.timeouts.node_check).await;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
+        let selector = format!("batch.kubernetes.io/job-name={}", manifest.name);
+        let listed = pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .with_context(|| format!("cannot list the pods of Job {}", manifest.name))?
+            .items;
+        let mut reports = Vec::new();
+        for pod in listed {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let exit_code = pod
+                .status
+                .as_ref()
+                .and_then(|status| status.container_statuses.as_ref())
+                .and_then(|statuses| {
+                    statuses
+                        .iter()
+                        .find(|status| status.name == crate::node_check::CONTAINER)
+                })
+                .and_then(|status| status.state.as_ref())
+                .and_then(|state| state.terminated.as_ref())
+                .map(|terminated| terminated.exit_code);
+            let log = pods
+                .logs(
+                    &name,
+                    &kube::api::LogParams {
+                        container: Some(crate::node_check::CONTAINER.to_owned()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap_or_default();
+            reports.push(crate::node_check::PodReport {
+                node: pod.spec.and_then(|spec| spec.node_name),
+                pod: name,
+                exit_code,
+                log,
+            });
+        }
+        let failed = crate::node_check::failures(&reports);
+        if !failed.is_empty() {
+            bail!("{}", crate::node_check::failure_message(&failed));
+        }
+        ran?;
+        crate::node_check::verdict(&reports, self.config.training.workers)
+            .map_err(anyhow::Error::msg)
+    }
+
         let log = self.run_check_job(manifest).await?;
         crate::checks::parse_cache_check(&log).with_context(|| {
             format!(
@@ -480,11 +535,11 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .unwrap_or_default();
         let inputs = super::plan::compile_inputs_digest(&self.config, training_image);
         let compiled = BTreeMap::from([(super::plan::COMPILED_INPUTS.to_owned(), inputs.clone())]);
-        let mut hint = String::new();
+        // Nothing compiles on a broken node: the node check runs first (see `node_check`).
         if let Some(check) = step
             .manifests
             .iter()
-            .find(|manifest| manifest.kind == "Job")
+            .find(|manifest| manifest.kind == "Job" && manifest.name == crate::node_check::JOB_NAME)
         {
             (self.on_status)(&format!(
                 "checking the compile cache on the shared file system (Job {})",
@@ -577,10 +632,15 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .first()
             .context("the train step has no MPIJob")?;
         let job = self.replace_mpijob(manifest).await?;
-        Ok(StepOutput {
-            summary: format!("applied MPIJob {}", manifest.name),
-            outputs: BTreeMap::from([("uid".to_owned(), job.metadata.uid.unwrap_or_default())]),
-        })
+        let mut outputs =
+            BTreeMap::from([("uid".to_owned(), job.metadata.uid.unwrap_or_default())]);
+        let mut summary = format!("applied MPIJob {}", manifest.name);
+        // The run's name, so that the next deploy keeps it (see `run_identity`).
+        if let Some(run) = crate::run_identity::in_manifest(&manifest.value) {
+            summary.push_str(&format!(" (run {run}: nemo_experiments/{run}/)"));
+            outputs.insert(crate::run_identity::OUTPUT_KEY.to_owned(), run);
+        }
+        Ok(StepOutput { summary, outputs })
     }
 
     async fn tensorboard(&self, step: &Step) -> anyhow::Result<StepOutput> {

@@ -128,6 +128,8 @@ struct Knobs {
     stuck_compile: Arc<Mutex<Option<serde_json::Value>>>,
     /// When set, the train launcher writes these lines and keeps running.
     train_log: Arc<Mutex<Option<Vec<String>>>>,
+    /// The nodes whose node check fails, with the reason their pod prints.
+    bad_nodes: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Default for Knobs {
@@ -140,8 +142,68 @@ impl Default for Knobs {
             stuck: Arc::default(),
             stuck_compile: Arc::default(),
             train_log: Arc::default(),
+            bad_nodes: Arc::default(),
         }
     }
+}
+
+/// Plays the Job controller for the node check: one pod per node (`trn1-0` to `trn1-3`, the
+/// seeded nodes), each printing its result line as the real script does; a node in `bad`
+/// fails (exit code 1) and then the Job fails. The pods of an earlier run are gone, as the
+/// executor deletes the Job in the foreground before applying it again.
+fn play_node_check(
+    fake: &FakeApiServer,
+    namespace: &str,
+    name: &str,
+    bad: &BTreeMap<String, String>,
+) {
+    for pod in fake.list::<k8s_openapi::api::core::v1::Pod>(Some(namespace)) {
+        let labels = pod.metadata.labels.unwrap_or_default();
+        if labels
+            .get("batch.kubernetes.io/job-name")
+            .map(String::as_str)
+            == Some(name)
+        {
+            fake.delete::<k8s_openapi::api::core::v1::Pod>(
+                namespace,
+                &pod.metadata.name.unwrap_or_default(),
+            );
+        }
+    }
+    for index in 0..4 {
+        let node = format!("trn1-{index}");
+        let pod = format!("{name}-{index}-x{index}z");
+        let (line, exit_code) = match bad.get(&node) {
+            Some(why) => (
+                format!("{} node={node}: {why}", crate::node_check::FAIL_PREFIX),
+                1,
+            ),
+            None => (
+                format!(
+                    "{} node={node} neuron_devices=16 efa_interfaces=8",
+                    crate::node_check::OK_PREFIX
+                ),
+                0,
+            ),
+        };
+        fake.insert_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "namespace": namespace,
+                         "labels": {"batch.kubernetes.io/job-name": name}},
+            "spec": {"nodeName": node, "containers": [{"name": crate::node_check::CONTAINER, "image": "x"}]},
+            "status": {"phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
+                       "containerStatuses": [{"name": crate::node_check::CONTAINER, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                                              "state": {"terminated": {"exitCode": exit_code}}}]},
+        }));
+        fake.append_log(namespace, &pod, &line);
+        fake.close_log(namespace, &pod);
+    }
+    let status = if bad.is_empty() {
+        json!({"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 4})
+    } else {
+        json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}], "succeeded": 4 - bad.len(), "failed": bad.len()})
+    };
+    fake.set_status::<Job>(namespace, name, status);
 }
 
 /// Plays the controllers: the CSI driver binds claims, the Job controller completes the staging
@@ -157,6 +219,7 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
         stuck,
         stuck_compile,
         train_log,
+        bad_nodes,
     } = knobs.clone();
     let check_runs = AtomicUsize::new(0);
     fake.on_write("PersistentVolumeClaim", |fake, event| {
@@ -184,6 +247,10 @@ fn play_controllers(fake: &FakeApiServer, knobs: &Knobs) {
                 "spec": {"containers": [{"name": "tokenize", "image": "x"}]},
                 "status": pod_status,
             }));
+            return;
+        }
+        if name == crate::node_check::JOB_NAME {
+            play_node_check(fake, &namespace, &name, &bad_nodes.lock().unwrap());
             return;
         }
         let answer = match name.as_str() {
@@ -319,6 +386,7 @@ async fn harness(config: Config) -> Harness {
             storage: Duration::from_secs(10),
             staging: Duration::from_secs(10),
             cache_check: Duration::from_secs(10),
+            node_check: Duration::from_secs(10),
             pod_check: Duration::from_millis(50),
             unschedulable: Duration::from_secs(600),
             compile: Duration::from_secs(10),
@@ -651,6 +719,109 @@ async fn a_cold_cache_runs_the_compile_job_and_says_what_it_waits_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_fails_the_node_check_stops_compile_naming_it() {
+    let mut h = harness(config()).await;
+    h.knobs.bad_nodes.lock().unwrap().insert(
+        "trn1-2".to_owned(),
+        "fi_info -p efa lists 0 EFA interface(s), 8 requested".to_owned(),
+    );
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Compile), "{events:#?}");
+    let failure = failure(&events);
+    assert!(
+        failure.contains("1 node(s) failed the node check")
+            && failure.contains("trn1-2: fi_info -p efa lists 0 EFA interface(s), 8 requested"),
+        "{failure}"
+    );
+    assert!(!failure.contains("trn1-0"), "{failure}");
+    // Nothing was compiled, the cache was not even asked, and training did not start.
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 0);
+    assert!(
+        h.fake
+            .get::<MPIJob>("default", "test-mpi-compile")
+            .is_none()
+    );
+    assert!(h.fake.get::<Job>("default", "trnkit-cache-check").is_none());
+    assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_none());
+    let check: Job = h.fake.get("default", crate::node_check::JOB_NAME).unwrap();
+    assert_eq!(check.spec.unwrap().completions, Some(4));
+
+    // The node replaced: the re-run resumes at compile, checks again and compiles.
+    h.knobs.bad_nodes.lock().unwrap().clear();
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
+    let statuses = h.statuses.lock().unwrap().clone();
+    assert!(
+        statuses
+            .iter()
+            .any(|status| status.starts_with("checking the Neuron devices and EFA interfaces")),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_node_check_compile_does_not_run_the_check() {
+    let mut config = config();
+    config.training.node_check = false;
+    let mut h = harness(config).await;
+    h.knobs
+        .bad_nodes
+        .lock()
+        .unwrap()
+        .insert("trn1-0".to_owned(), "broken".to_owned());
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert!(
+        h.fake
+            .get::<Job>("default", crate::node_check::JOB_NAME)
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_is_named_once_recorded_and_kept_by_the_next_deploy() {
+    let store_config = config();
+    let mut h = harness(store_config.clone()).await;
+    // As `deploy` does: the name resolved from the recorded state before rendering.
+    let first_time = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_963_274);
+    let state = h.store.load().await.unwrap();
+    let named = crate::run_identity::with_run_name(&store_config, &state, first_time);
+    assert_eq!(named.training.run_name, "test-mpi-train-20261129-144114");
+    h.replan(named);
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    let state = h.store.load().await.unwrap();
+    let train = state.get(StepId::Train).unwrap();
+    assert_eq!(
+        train
+            .outputs
+            .get(crate::run_identity::OUTPUT_KEY)
+            .map(String::as_str),
+        Some("test-mpi-train-20261129-144114")
+    );
+    let applied: MPIJob = h.fake.get("default", "test-mpi-train").unwrap();
+    assert_eq!(
+        crate::run_identity::in_manifest(&serde_json::to_value(&applied).unwrap()).as_deref(),
+        Some("test-mpi-train-20261129-144114")
+    );
+
+    // A day later, from another machine: the same run, so the train step is up to date.
+    let later = first_time + Duration::from_secs(86_400);
+    let named = crate::run_identity::with_run_name(&store_config, &state, later);
+    assert_eq!(named.training.run_name, "test-mpi-train-20261129-144114");
+    h.replan(named);
+    let (report, events) = h
+        .run(Selection {
+            skip_follow: true,
+            ..Selection::default()
+        })
+        .await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    assert!(report.up_to_date.contains(&StepId::Train), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_cache_check_does_not_block_the_compile_job() {
     let mut h = harness(config()).await;
     *h.knobs.cache.lock().unwrap() = None;
@@ -699,7 +870,9 @@ async fn sharded_staging_runs_its_three_jobs_in_order() {
         .iter()
         .filter(|request| request.method == "PATCH" && request.path.contains("/jobs/"))
         .filter_map(|request| request.path.rsplit('/').next().map(str::to_owned))
-        .filter(|name| name != crate::staging::CACHE_CHECK_JOB_NAME)
+        .filter(|name| {
+            name != crate::staging::CACHE_CHECK_JOB_NAME && name != crate::node_check::JOB_NAME
+        })
         .collect();
     assert_eq!(
         applied,
