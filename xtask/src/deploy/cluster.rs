@@ -415,8 +415,6 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         .with_context(|| format!("cannot read the log of pod {pod}"))
     }
 
-    /// Runs the cache-check Job and reads its answer.
-    async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
     /// Runs the node check Job and reads every pod's result: an error naming each node that
     /// failed (the Job's own failure only when no pod said why).
     async fn check_nodes(&self, manifest: &Manifest) -> anyhow::Result<String> {
@@ -469,6 +467,8 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .map_err(anyhow::Error::msg)
     }
 
+    /// Runs the cache-check Job and reads its answer.
+    async fn check_cache(&self, manifest: &Manifest) -> anyhow::Result<neuron_cache::Coverage> {
         let log = self.run_check_job(manifest).await?;
         crate::checks::parse_cache_check(&log).with_context(|| {
             format!(
@@ -541,6 +541,17 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .iter()
             .find(|manifest| manifest.kind == "Job" && manifest.name == crate::node_check::JOB_NAME)
         {
+            (self.on_status)(&format!(
+                "checking the Neuron devices and EFA interfaces of each Trainium node (Job {})",
+                check.name
+            ));
+            let passed = self.check_nodes(check).await?;
+            tracing::info!("{passed}");
+        }
+        let mut hint = String::new();
+        if let Some(check) = step.manifests.iter().find(|manifest| {
+            manifest.kind == "Job" && manifest.name == crate::staging::CACHE_CHECK_JOB_NAME
+        }) {
             (self.on_status)(&format!(
                 "checking the compile cache on the shared file system (Job {})",
                 check.name
