@@ -6,8 +6,9 @@
 //! already built and pushed images and created an FSx file system. [`check`] fails at once when
 //! a repository known to be gated is configured without `HF_TOKEN`, and, where the Hub answers
 //! within the bounds ([`CONNECT_TIMEOUT`], [`TOTAL_TIMEOUT`]), asks it whether the token (or no
-//! token) can read the tokenizer's `tokenizer.json`. A Hub that does not answer from here is a
-//! warning: the cluster may reach it when this machine cannot.
+//! token) can read the tokenizer's `tokenizer.json` and the dataset's file listing, the first
+//! things the staging Job downloads. A Hub that does not answer from here is a warning: the
+//! cluster may reach it when this machine cannot.
 //!
 //! The endpoint is the caller's (`HF_ENDPOINT`, as `huggingface_hub` reads it, at the edge);
 //! the token never appears in a message.
@@ -29,18 +30,20 @@ pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// download needs a token of an account that did.
 const GATED_OWNERS: &[&str] = &["meta-llama"];
 
-/// What the check found, when deploy may go on.
+/// What the check found for one repository, when deploy may go on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// The tokenizer is not a Hub repository (a directory), so there is nothing to check.
-    NotOnHub,
-    /// The Hub says the tokenizer can be read (with the token, if there is one).
+    /// The Hub says the repository can be read (with the token, if there is one).
     Readable {
+        /// The configuration key, such as `data.tokenizer`.
+        key: &'static str,
         /// The repository.
         repo: String,
     },
     /// The Hub did not answer from here; the staging Job will find out.
     Unverified {
+        /// The configuration key.
+        key: &'static str,
         /// The repository.
         repo: String,
         /// Why it could not be checked.
@@ -52,12 +55,44 @@ impl Access {
     /// One line for preflight's summary.
     pub fn summary(&self) -> String {
         match self {
-            Self::NotOnHub => "tokenizer from a directory, no Hub access needed".to_owned(),
-            Self::Readable { repo } => format!("the Hub serves {repo} to this token"),
-            Self::Unverified { repo, reason } => {
-                format!("Hub access to {repo} not verified ({reason}); the staging Job will tell")
+            Self::Readable { key, repo } => format!("the Hub serves {key} {repo}"),
+            Self::Unverified { key, repo, reason } => {
+                format!(
+                    "Hub access to {key} {repo} not verified ({reason}); the staging Job will tell"
+                )
             }
         }
+    }
+}
+
+/// What the check found for the configured tokenizer and dataset (none when both are
+/// directories).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// One entry per Hub repository.
+    pub accesses: Vec<Access>,
+}
+
+impl Report {
+    /// One line for preflight's summary.
+    pub fn summary(&self) -> String {
+        if self.accesses.is_empty() {
+            return "tokenizer and dataset from directories, no Hub access needed".to_owned();
+        }
+        self.accesses
+            .iter()
+            .map(Access::summary)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The repositories the Hub could not be asked about, one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        self.accesses
+            .iter()
+            .filter(|access| matches!(access, Access::Unverified { .. }))
+            .map(Access::summary)
+            .collect()
     }
 }
 
@@ -83,9 +118,22 @@ pub fn known_gated(repo: &str) -> bool {
         .is_some_and(|(owner, _)| GATED_OWNERS.contains(&owner))
 }
 
-/// Checks that the configured tokenizer can be downloaded: `Err` says what to do.
-pub async fn check(config: &Config, endpoint: &str, token: Option<&str>) -> anyhow::Result<Access> {
+/// Checks that the configured tokenizer and dataset can be downloaded: `Err` says what to do
+/// for each repository that cannot.
+pub async fn check(config: &Config, endpoint: &str, token: Option<&str>) -> anyhow::Result<Report> {
     check_bounded(config, endpoint, token, CONNECT_TIMEOUT, TOTAL_TIMEOUT).await
+}
+
+/// One repository to ask about.
+struct Probe {
+    key: &'static str,
+    repo: String,
+    /// Its page, where a licence is accepted.
+    page: String,
+    /// What is asked for.
+    url: String,
+    /// What a 404 means, and what to check.
+    missing: String,
 }
 
 async fn check_bounded(
@@ -94,52 +142,92 @@ async fn check_bounded(
     token: Option<&str>,
     connect: Duration,
     total: Duration,
-) -> anyhow::Result<Access> {
-    let repo = config.data.tokenizer.clone();
-    if !is_hub_repository(&repo) {
-        return Ok(Access::NotOnHub);
+) -> anyhow::Result<Report> {
+    let endpoint = endpoint.trim_end_matches('/');
+    let data = &config.data;
+    let mut probes = Vec::new();
+    if is_hub_repository(&data.tokenizer) {
+        let (repo, revision) = (&data.tokenizer, &data.tokenizer_revision);
+        probes.push(Probe {
+            key: "data.tokenizer",
+            repo: repo.clone(),
+            page: format!("{endpoint}/{repo}"),
+            url: format!("{endpoint}/{repo}/resolve/{revision}/tokenizer.json"),
+            missing: format!("has no tokenizer.json at revision {revision} on {endpoint} (404): check data.tokenizer and data.tokenizer_revision (trnkit needs a fast tokenizer)"),
+        });
     }
-    let endpoint = endpoint.trim_end_matches('/').to_owned();
-    let page = format!("{endpoint}/{repo}");
+    if is_hub_repository(&data.dataset) {
+        let (repo, revision) = (&data.dataset, &data.dataset_revision);
+        probes.push(Probe {
+            key: "data.dataset",
+            repo: repo.clone(),
+            page: format!("{endpoint}/datasets/{repo}"),
+            url: format!("{endpoint}/api/datasets/{repo}/tree/{revision}"),
+            missing: format!("is not a dataset with a revision {revision} on {endpoint} (404): check data.dataset and data.dataset_revision"),
+        });
+    }
+    let mut report = Report::default();
+    let mut problems = Vec::new();
+    for probe in probes {
+        match ask(probe, token, connect, total).await {
+            Ok(access) => report.accesses.push(access),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        anyhow::bail!("{}", problems.join("\n    "))
+    }
+}
+
+async fn ask(
+    probe: Probe,
+    token: Option<&str>,
+    connect: Duration,
+    total: Duration,
+) -> Result<Access, String> {
+    let Probe {
+        key,
+        repo,
+        page,
+        url,
+        missing,
+    } = probe;
     if token.is_none() && known_gated(&repo) {
-        anyhow::bail!(
-            "data.tokenizer {repo} is gated: set HF_TOKEN to a token (https://huggingface.co/settings/tokens) of an account that accepted its licence at {page}, or set data.tokenizer to a directory or an ungated repository"
-        );
+        return Err(format!(
+            "{key} {repo} is gated: set HF_TOKEN to a token (https://huggingface.co/settings/tokens) of an account that accepted its licence at {page}, or set {key} to a directory or an ungated repository"
+        ));
     }
-    let url = format!(
-        "{endpoint}/{repo}/resolve/{}/tokenizer.json",
-        config.data.tokenizer_revision
-    );
     let has_token = token.is_some();
     let token = token.map(str::to_owned);
-    let probe = tokio::task::spawn_blocking(move || probe(&url, token.as_deref(), connect, total));
-    let status = match tokio::time::timeout(total + Duration::from_secs(1), probe).await {
+    let request = tokio::task::spawn_blocking(move || head(&url, token.as_deref(), connect, total));
+    let status = match tokio::time::timeout(total + Duration::from_secs(1), request).await {
         Ok(Ok(Ok(status))) => status,
-        Ok(Ok(Err(reason))) => return Ok(Access::Unverified { repo, reason }),
-        Ok(Err(join)) => anyhow::bail!("the Hub check of {repo} stopped: {join}"),
+        Ok(Ok(Err(reason))) => return Ok(Access::Unverified { key, repo, reason }),
+        Ok(Err(join)) => return Err(format!("the Hub check of {key} {repo} stopped: {join}")),
         Err(_) => {
             return Ok(Access::Unverified {
+                key,
                 repo,
                 reason: format!("no answer within {}s", total.as_secs()),
             });
         }
     };
     match status {
-        200..=399 => Ok(Access::Readable { repo }),
-        401 if !has_token => anyhow::bail!(
-            "data.tokenizer {repo} needs a token (the Hub answered 401): set HF_TOKEN to a token of an account that may read it ({page})"
-        ),
-        401 => anyhow::bail!(
-            "the Hub refused HF_TOKEN for data.tokenizer {repo} (401): the token is invalid or expired; make a new one at https://huggingface.co/settings/tokens"
-        ),
-        403 => anyhow::bail!(
-            "the account of HF_TOKEN may not read data.tokenizer {repo} (403): accept its licence at {page} (gated repositories grant access after a review), then deploy again"
-        ),
-        404 => anyhow::bail!(
-            "data.tokenizer {repo} has no tokenizer.json at revision {} on {endpoint} (404): check data.tokenizer and data.tokenizer_revision (trnkit needs a fast tokenizer)",
-            config.data.tokenizer_revision
-        ),
+        200..=399 => Ok(Access::Readable { key, repo }),
+        401 if !has_token => Err(format!(
+            "{key} {repo} needs a token (the Hub answered 401): set HF_TOKEN to a token of an account that may read it ({page})"
+        )),
+        401 => Err(format!(
+            "the Hub refused HF_TOKEN for {key} {repo} (401): the token is invalid or expired; make a new one at https://huggingface.co/settings/tokens"
+        )),
+        403 => Err(format!(
+            "the account of HF_TOKEN may not read {key} {repo} (403): accept its licence at {page} (gated repositories grant access after a review), then deploy again"
+        )),
+        404 => Err(format!("{key} {repo} {missing}")),
         other => Ok(Access::Unverified {
+            key,
             repo,
             reason: format!("the Hub answered HTTP {other}"),
         }),
@@ -148,12 +236,7 @@ async fn check_bounded(
 
 /// `HEAD` of `url` (redirects to the CDN not followed: a redirect means the file is served),
 /// bounded; the status, or why there is no answer.
-fn probe(
-    url: &str,
-    token: Option<&str>,
-    connect: Duration,
-    total: Duration,
-) -> Result<u16, String> {
+fn head(url: &str, token: Option<&str>, connect: Duration, total: Duration) -> Result<u16, String> {
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)

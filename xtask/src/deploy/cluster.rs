@@ -172,10 +172,12 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         for warning in &warnings {
             tracing::warn!("preflight: {warning}");
         }
-        if let Ok(access @ crate::hub::Access::Unverified { .. }) = &hub {
-            tracing::warn!("preflight: {}", access.summary());
+        if let Ok(report) = &hub {
+            for warning in report.warnings() {
+                tracing::warn!("preflight: {warning}");
+            }
         }
-        let hub = hub.map(|access| access.summary()).unwrap_or_default();
+        let hub = hub.map(|report| report.summary()).unwrap_or_default();
         Ok(StepOutput {
             summary: format!(
                 "{} checks passed; {}; {hub}{}",
