@@ -140,6 +140,21 @@ pub fn in_manifest(job: &serde_json::Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The name of the experiment directory a launcher pod's ranks write to: the run's name it
+/// carries ([`RUN_ID_VARIABLE`], the train job), else its UID (the compile job, and jobs
+/// rendered before run names), which `train_setup.sh` uses as `POD_UID`.
+pub fn experiment_name(launcher: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    let run = launcher
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.containers.first())
+        .and_then(|container| container.env.as_ref())
+        .and_then(|env| env.iter().find(|variable| variable.name == RUN_ID_VARIABLE))
+        .and_then(|variable| variable.value.clone())
+        .filter(|name| !name.is_empty());
+    run.or_else(|| launcher.metadata.uid.clone())
+}
+
 /// Checks a configured run name: it names a directory on the shared file system and reaches
 /// the scripts unquoted, so only lowercase letters, digits, `-`, `_` and `.`, starting with a
 /// letter or digit; empty means "named on the first deploy".

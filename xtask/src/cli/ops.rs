@@ -425,10 +425,9 @@ async fn rank_log(
         .into_iter()
         .next()
         .with_context(|| format!("no launcher pod of {job} exists (yet)"))?;
-    let uid = launcher
-        .metadata
-        .uid
-        .context("the launcher pod has no UID")?;
+    // The train job's ranks write under the run's name, the compile job's under the UID.
+    let uid = crate::run_identity::experiment_name(&launcher)
+        .context("the launcher pod has neither a run name nor a UID")?;
     let path = crate::render::layout(config)?.rank_log(&uid, rank)?;
     let mut tail = vec!["tail".to_owned(), "-n".to_owned(), args.tail.to_string()];
     if args.follow {

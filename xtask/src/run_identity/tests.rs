@@ -412,3 +412,31 @@ fn the_train_job_resumes_in_the_runs_directory_on_the_real_scripts() {
         ["False"]
     );
 }
+
+#[test]
+fn the_experiment_directory_of_a_launcher_is_its_run_else_its_uid() {
+    let mut config = Config::default();
+    config.training.run_name = "llama-run-1".to_owned();
+    let all = manifests(&config);
+    let launcher = |name: &str| -> k8s_openapi::api::core::v1::Pod {
+        let job = all
+            .iter()
+            .find(|manifest| manifest.kind == "MPIJob" && manifest.name == name)
+            .unwrap();
+        let mut pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{name}-launcher-abcde"), "uid": "launcher-uid-a"},
+            "spec": job.value["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"].clone(),
+        }))
+        .unwrap();
+        pod.metadata.uid = Some("launcher-uid-a".to_owned());
+        pod
+    };
+    assert_eq!(
+        experiment_name(&launcher(&config.training.train_job_name)).as_deref(),
+        Some("llama-run-1")
+    );
+    assert_eq!(
+        experiment_name(&launcher(&config.training.compile_job_name)).as_deref(),
+        Some("launcher-uid-a")
+    );
+}
