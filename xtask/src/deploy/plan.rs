@@ -207,6 +207,38 @@ pub fn compile_inputs_digest(config: &Config, training_image: &str) -> String {
     digest(&compile_inputs(config, training_image))
 }
 
+/// The experiment directory's name as the plan shows it: the run's name, or a placeholder when
+/// deploy names it (an empty `[training] run_name` is resolved from the state before the plan
+/// of a deploy is made; `render` and `--dry-run` read no state).
+fn run_directory(config: &Config) -> String {
+    match config.training.run_name.as_str() {
+        "" => "<run name>".to_owned(),
+        name => name.to_owned(),
+    }
+}
+
+/// What the train step says about the run (see `run_identity`).
+fn run_action(config: &Config) -> String {
+    let run = run_directory(config);
+    let name = if config.training.run_name.is_empty() {
+        format!(
+            "the run name recorded by an earlier deploy, else {}-<yyyymmdd-hhmmss>",
+            config.training.train_job_name
+        )
+    } else {
+        format!("the run {run}")
+    };
+    if config.training.resume {
+        format!(
+            "keep logs and checkpoints in nemo_experiments/{run}/ ({name}) across launcher restarts and re-deploys, resuming from its latest checkpoint"
+        )
+    } else {
+        format!(
+            "write logs and checkpoints to nemo_experiments/{run}/ ({name}); resume = false: every launcher start begins at step 0"
+        )
+    }
+}
+
 /// Makes the plan. Pure: the same configuration and rendered inputs give the same plan.
 pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
     let images_digest = digest(&json!({
@@ -339,7 +371,11 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
             title: "start training".to_owned(),
             digest: train_digest,
             always: false,
-            actions: describe(&rendered.train, "apply"),
+            actions: {
+                let mut actions = describe(&rendered.train, "apply");
+                actions.push(run_action(config));
+                actions
+            },
             manifests: rendered.train.clone(),
         },
     ];
@@ -364,8 +400,9 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
         digest: digest(&json!(training.train_job_name)),
         always: true,
         actions: vec![format!(
-            "follow the newest launcher of {} and the rank-0 log nemo_experiments/<launcher uid>/0/log, re-attaching when the launcher restarts",
-            training.train_job_name
+            "follow the newest launcher of {} and the rank-0 log nemo_experiments/{}/0/log, re-attaching when the launcher restarts",
+            training.train_job_name,
+            run_directory(config)
         )],
         manifests: Vec::new(),
     });
