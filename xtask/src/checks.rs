@@ -79,6 +79,76 @@ pub struct Fingerprint {
 pub struct Fingerprints {
     /// One per prefix, in order.
     pub datasets: Vec<Fingerprint>,
+    /// The tokenizer directory's files: name → SHA-256 (empty when not asked).
+    #[serde(default)]
+    pub tokenizer: BTreeMap<String, String>,
+    /// The training-code checkout's commit (when asked).
+    #[serde(default)]
+    pub checkout_commit: Option<String>,
+}
+
+/// Fingerprints what staging leaves: the datasets at `prefixes`, the files of `tokenizer`
+/// (a directory) and the commit of the git checkout `checkout`.
+pub fn fingerprint_staging(
+    prefixes: &[std::path::PathBuf],
+    tokenizer: Option<&Path>,
+    checkout: Option<&Path>,
+) -> anyhow::Result<Fingerprints> {
+    let datasets = prefixes
+        .iter()
+        .map(|prefix| fingerprint(prefix))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut files = BTreeMap::new();
+    if let Some(dir) = tokenizer {
+        for entry in fs_err::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_file() {
+                let name = path
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.insert(name, pipeline::stage::sha256_file(&path)?.0);
+            }
+        }
+        if files.is_empty() {
+            bail!("the tokenizer directory {} holds no file", dir.display());
+        }
+    }
+    let checkout_commit = checkout.map(checkout_commit).transpose()?;
+    Ok(Fingerprints {
+        datasets,
+        tokenizer: files,
+        checkout_commit,
+    })
+}
+
+/// The commit a git checkout is at: `.git/HEAD` itself when detached (how the staging Job
+/// checks out the pinned commit), else the branch it names (a loose ref, or `packed-refs`).
+/// Read from the files, so the image needs no git.
+pub fn checkout_commit(checkout: &Path) -> anyhow::Result<String> {
+    let git = checkout.join(".git");
+    let head = fs_err::read_to_string(git.join("HEAD"))
+        .with_context(|| format!("{} is not a git checkout", checkout.display()))?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return Ok(head.to_owned());
+    };
+    if let Ok(commit) = fs_err::read_to_string(git.join(reference)) {
+        return Ok(commit.trim().to_owned());
+    }
+    let packed = fs_err::read_to_string(git.join("packed-refs")).unwrap_or_default();
+    packed
+        .lines()
+        .find_map(|line| {
+            let (commit, name) = line.split_once(' ')?;
+            (name == reference).then(|| commit.to_owned())
+        })
+        .with_context(|| {
+            format!(
+                "{}: HEAD names {reference}, which is not there",
+                checkout.display()
+            )
+        })
 }
 
 /// Verifies the dataset at `prefix` and fingerprints it.
@@ -129,7 +199,7 @@ pub fn parse_dataset_check(log: &str) -> Option<Fingerprints> {
 /// What the staging step records of the fingerprints: `prefix → "idx sha256 …, bin … bytes,
 /// … documents, … tokens"`; a re-run compares these strings.
 pub fn dataset_outputs(fingerprints: &Fingerprints) -> BTreeMap<String, String> {
-    fingerprints
+    let mut outputs: BTreeMap<String, String> = fingerprints
         .datasets
         .iter()
         .map(|dataset| {
@@ -141,5 +211,15 @@ pub fn dataset_outputs(fingerprints: &Fingerprints) -> BTreeMap<String, String> 
                 ),
             )
         })
-        .collect()
+        .collect();
+    for (file, sha256) in &fingerprints.tokenizer {
+        outputs.insert(format!("tokenizer/{file}"), format!("sha256 {sha256}"));
+    }
+    if let Some(commit) = &fingerprints.checkout_commit {
+        outputs.insert("checkout".to_owned(), format!("commit {commit}"));
+    }
+    outputs
 }
+
+#[cfg(test)]
+mod tests;
