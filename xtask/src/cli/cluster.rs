@@ -100,10 +100,12 @@ impl ImagePublisher for EcrPublisher {
     }
 }
 
-fn show_follow(event: &FollowEvent) {
+/// Shows what the follow step reads; `run` is the run's name, which names its experiment
+/// directory whatever the launcher's UID (see `run_identity`).
+fn show_follow(run: &str, event: &FollowEvent) {
     match event {
         FollowEvent::Attached { pod, uid } => {
-            eprintln!("    following {pod} (run directory nemo_experiments/{uid})")
+            eprintln!("    following {pod} (launcher {uid}; run directory nemo_experiments/{run})")
         }
         FollowEvent::Reattached {
             pod,
@@ -111,7 +113,7 @@ fn show_follow(event: &FollowEvent) {
             previous_uid,
         } => {
             eprintln!(
-                "    the launcher restarted: following {pod} (nemo_experiments/{uid}, was {previous_uid})"
+                "    the launcher restarted: following {pod} (launcher {uid}, was {previous_uid}); the run resumes in nemo_experiments/{run}"
             )
         }
         FollowEvent::Line(line) => println!("{line}"),
@@ -187,7 +189,10 @@ pub(crate) async fn deploy(
             compile: config.training.compile_timeout.duration(),
             ..Timeouts::default()
         },
-        on_follow: Box::new(show_follow),
+        on_follow: {
+            let run = config.training.run_name.clone();
+            Box::new(move |event: &FollowEvent| show_follow(&run, event))
+        },
         on_status: {
             let spinner = spinner.clone();
             Box::new(move |message: &str| spinner.status(message))
