@@ -394,3 +394,17 @@ env = { TP = "4", NEURON_CC_FLAGS = "--x", FI_PROVIDER = "tcp", GBS = "512", POD
     )
     .unwrap();
 }
+
+#[test]
+fn tolerations_are_checked_as_kubernetes_would() {
+    let problems = problems_of(
+        "[training]\ntolerations = [{ effect = \"NoSchedule\" }, { key = \"k\", operator = \"Exists\", value = \"v\" }]\n",
+    );
+    assert!(message_for(&problems, "training.tolerations[0].operator").contains("Exists"));
+    assert!(message_for(&problems, "training.tolerations[1].value").contains("must be empty"));
+    Config::parse(
+        "[training]\ntolerations = [{ operator = \"Exists\" }, { key = \"k\", value = \"v\" }]\n",
+        "x",
+    )
+    .unwrap();
+}

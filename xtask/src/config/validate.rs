@@ -467,6 +467,11 @@ fn training(c: &mut Checker, config: &Config) {
         let key = format!("training.tolerations[{index}]");
         if !toleration.key.is_empty() {
             c.check(&format!("{key}.key"), label_key(&toleration.key));
+        } else if toleration.operator == TolerationOperator::Equal {
+            c.fail(
+                &format!("{key}.operator"),
+                "an empty key tolerates every taint only with operator = \"Exists\": set operator, or name the taint's key",
+            );
         }
         if toleration.operator == TolerationOperator::Exists && !toleration.value.is_empty() {
             c.fail(
