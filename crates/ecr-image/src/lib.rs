@@ -101,7 +101,7 @@ pub use error::{Error, Result};
 pub use images::{
     GitSource, ImageDefinition, NeuronAptPackages, STAGE_BINARY_NAME, STAGER_BINARY_PATH,
     StagerImage, TENSORBOARD_HTPASSWD_DIR, TENSORBOARD_HTPASSWD_FILE, TENSORBOARD_LOGDIR_ENV,
-    TENSORBOARD_PORT, TensorboardImage, TrainingImage, default_dockerfiles,
+    TENSORBOARD_PORT, TensorboardImage, TrainingImage, default_dockerfiles, validate_commit,
 };
 pub use progress::{Event, NoProgress, Progress};
 pub use publish::{

@@ -45,7 +45,8 @@ struct EcrPublisher {
     config: Config,
     /// The AWS configuration deploy resolved once (the cluster's region).
     sdk: aws_config::SdkConfig,
-    definitions: Vec<ecr_image::ImageDefinition>,
+    /// The images, as `crate::images` makes them for every command.
+    images: Vec<crate::images::Image>,
     /// The Docker engine (`DOCKER_HOST`, else the usual socket).
     docker_host: String,
     quiet: bool,
@@ -72,20 +73,14 @@ impl ImagePublisher for EcrPublisher {
         };
         let docker = ecr_image::connect(&self.docker_host).await?;
         let mut digests = BTreeMap::new();
-        for definition in &self.definitions {
+        for image in &self.images {
             let request = ecr_image::PublishRequest {
-                context: definition.context()?,
+                context: image.context.clone(),
                 options: ecr_image::BuildOptions::default(),
                 registry: registry.clone(),
                 repository: self.config.image.repository.clone(),
                 credentials: credentials.clone(),
-                extra_tags: if definition.name == "training"
-                    && !self.config.image.human_tag.is_empty()
-                {
-                    vec![self.config.image.human_tag.clone()]
-                } else {
-                    Vec::new()
-                },
+                extra_tags: image.human_tags.clone(),
                 retry: ecr_image::RetryPolicy::default(),
                 force: false,
             };
@@ -93,8 +88,8 @@ impl ImagePublisher for EcrPublisher {
             let published = ecr_image::build_and_push(&docker, &request, &bars).await;
             bars.finish();
             let published = published?;
-            tracing::info!(image = definition.name, digest = %published.digest, pushed = published.pushed, "image ready");
-            digests.insert(definition.name.to_owned(), published.digest.clone());
+            tracing::info!(image = image.name.name(), digest = %published.digest, pushed = published.pushed, "image ready");
+            digests.insert(image.name.name().to_owned(), published.digest.clone());
         }
         Ok(digests)
     }
@@ -122,11 +117,13 @@ fn show_follow(run: &str, event: &FollowEvent) {
 }
 
 /// Deploys to the cluster: preflight decides the launcher gate, then the plan runs with its
-/// state in the cluster.
+/// state in the cluster. `trnkit-stage` is `stage_binary` (`--stage-binary`), or built once
+/// preflight passed and only when the images step runs.
 pub(crate) async fn deploy(
     config: &Config,
     selection: Selection,
-    stager_binary: &Path,
+    wait: bool,
+    stage_binary: Option<&Path>,
     global: &super::Global,
 ) -> anyhow::Result<()> {
     let spinner = StepSpinner::new(global.quiet);
@@ -144,6 +141,13 @@ pub(crate) async fn deploy(
     let facts = preflight::fetch_facts(&client).await;
     let training = &config.training;
     let preflight = preflight::evaluate(&facts, &crate::deploy::cluster::requirements(training));
+    let stager_binary = crate::images::stage_binary_for_run(
+        stage_binary,
+        &selection,
+        preflight.passed(),
+        super::image::build_stage_binary,
+    )
+    .await?;
     // The run's name: configured, recorded by an earlier deploy, or named now (run_identity).
     let recorded = crate::deploy::state::StateStore::load(&ConfigMapStore {
         api: kube::Api::namespaced(client.clone(), &config.cluster.namespace),
@@ -153,13 +157,11 @@ pub(crate) async fn deploy(
     .await?;
     let config =
         &crate::run_identity::with_run_name(config, &recorded, std::time::SystemTime::now());
-    let rendered = bundle::render_all(config, preflight.launcher_gate, None, stager_binary)?;
+    let rendered = bundle::render_all(config, preflight.launcher_gate, None, &stager_binary)?;
     let plan = plan::plan(config, &rendered);
-    let layout = crate::render::layout(config)?;
-    let definitions = crate::images::definitions(
+    let images = crate::images::images(
         config,
-        &layout.experiments().display().to_string(),
-        stager_binary,
+        Some(stager_binary.as_path()).filter(|path| path.is_file()),
     )?;
     let mut executor = ClusterExecutor {
         client: client.clone(),
@@ -170,7 +172,7 @@ pub(crate) async fn deploy(
         publisher: EcrPublisher {
             config: config.clone(),
             sdk,
-            definitions,
+            images,
             docker_host: std::env::var("DOCKER_HOST")
                 .ok()
                 .filter(|host| !host.is_empty())

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ecr_image::{
-    BuildContext, BuildOptions, Event, ImageDefinition, Progress, PublishRequest,
-    RegistryCredentials, RepositorySpec, RetryPolicy, SecretString, StagerImage, TagMutability,
-    TensorboardImage, TrainingImage,
+    BuildContext, BuildOptions, Event, Progress, PublishRequest, RegistryCredentials,
+    RepositorySpec, RetryPolicy, SecretString, TagMutability,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Global;
+pub use crate::images::ImageName;
 
 /// Render, build and push the training, TensorBoard and staging images, or any build context.
 ///
@@ -37,27 +37,6 @@ pub enum Command {
     /// environment keys, SSO, instance metadata); AWS_ENDPOINT_URL points it at another ECR
     /// endpoint (moto in tests).
     Push(PushArgs),
-}
-
-/// trnkit's images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ImageName {
-    /// Ubuntu 22.04 with the Neuron SDK, EFA, PyTorch Neuron and neuronx-nemo-megatron.
-    Training,
-    /// TensorBoard behind nginx basic auth; the htpasswd file comes from a Kubernetes Secret.
-    Tensorboard,
-    /// The trnkit-stage binary on Debian slim, for staging data inside the cluster.
-    Stager,
-}
-
-impl ImageName {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Training => "training",
-            Self::Tensorboard => "tensorboard",
-            Self::Stager => "stager",
-        }
-    }
 }
 
 /// `image render`.
@@ -107,7 +86,7 @@ pub struct BuildFlags {
     #[arg(long)]
     pub force: bool,
     /// The trnkit-stage executable for --image stager (Linux x86-64). Without it, xtask builds
-    /// it with `cargo build --release --bin trnkit-stage`.
+    /// it with `cargo build -p xtask --bin trnkit-stage`, in the profile `cargo xtask` runs with.
     #[arg(long, value_name = "FILE")]
     pub stage_binary: Option<PathBuf>,
     /// The Docker engine: a unix socket or tcp://HOST:PORT.
@@ -145,8 +124,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
     /// A human tag to point at the image besides its content tag (repeatable), e.g. latest.
-    /// Defaults for --image: training gets [image].human_tag (latest), tensorboard gets
-    /// `tensorboard`, stager gets `stager`; none for --context.
+    /// Defaults for --image: deploy's, so both push the same tags: training gets
+    /// [image].human_tag (latest), the others none; none for --context.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Push to this registry (HOST:PORT) instead of the one ECR reports: a mirror, an
@@ -205,50 +184,19 @@ pub async fn run(command: Command, global: &Global) -> anyhow::Result<()> {
     }
 }
 
-/// The typed definition of one of trnkit's images, with the configuration applied.
-fn definition(
+/// One of trnkit's images, exactly as deploy builds it for the configuration (see
+/// `crate::images`): the same definition, content tag and human tags.
+fn trnkit_image(
     image: ImageName,
     global: &Global,
     stage_binary: Option<&Path>,
-) -> anyhow::Result<ImageDefinition> {
+) -> anyhow::Result<crate::images::Image> {
     let config = super::load_config(global)?;
-    let definition = match image {
-        ImageName::Training => {
-            let mut training = TrainingImage::default();
-            let wanted = &config.image.nemo_ref;
-            if !wanted.is_empty()
-                && !training
-                    .neuronx_nemo_megatron
-                    .commit
-                    .starts_with(wanted.as_str())
-            {
-                training.neuronx_nemo_megatron.commit = wanted.clone();
-            }
-            training.definition().context(
-                "rendering the training image ([image].nemo_ref must be a full commit id)",
-            )?
-        }
-        ImageName::Tensorboard => TensorboardImage::default().definition()?,
-        ImageName::Stager => {
-            let binary = match stage_binary {
-                Some(path) => path.to_owned(),
-                None => {
-                    // Rendering alone needs no binary.
-                    return Ok(ImageDefinition {
-                        name: "stager",
-                        dockerfile: StagerImage::new("trnkit-stage").dockerfile()?,
-                        files: Vec::new(),
-                    });
-                }
-            };
-            StagerImage::new(binary).definition()?
-        }
-    };
-    Ok(definition)
+    crate::images::image(&config, image, stage_binary)
 }
 
 fn render(args: RenderArgs, global: &Global) -> anyhow::Result<()> {
-    let definition = definition(args.image, global, None)?;
+    let definition = trnkit_image(args.image, global, None)?.definition;
     let Some(out) = args.out else {
         print!("{}", definition.dockerfile.render());
         return Ok(());
@@ -317,11 +265,18 @@ async fn context_and_options(
     let context = match (&source.image, &source.context) {
         (Some(image), _) => {
             let stage_binary = match (image, &flags.stage_binary) {
-                (ImageName::Stager, Some(path)) => Some(path.clone()),
+                (ImageName::Stager, Some(path)) => {
+                    anyhow::ensure!(
+                        path.is_file(),
+                        "--stage-binary {}: no such file",
+                        path.display()
+                    );
+                    Some(path.clone())
+                }
                 (ImageName::Stager, None) => Some(build_stage_binary().await?),
                 _ => None,
             };
-            definition(*image, global, stage_binary.as_deref())?.context()?
+            trnkit_image(*image, global, stage_binary.as_deref())?.context
         }
         (None, Some(directory)) => {
             BuildContext::from_directory(directory, flags.dockerfile.as_deref())?
@@ -338,8 +293,25 @@ async fn context_and_options(
     Ok((context, options))
 }
 
-/// Builds `trnkit-stage` for release and returns the executable's path. Refuses on a host whose
-/// executables the staging image (Linux x86-64) cannot run.
+/// The cargo profile an executable in `dir` was built with: cargo puts the `dev` profile's
+/// outputs in `debug/` and any other profile's in a directory of its name (`deps/` holds test
+/// binaries, one level down).
+fn cargo_profile(dir: &Path) -> String {
+    let dir = if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    match dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(name) => name.to_owned(),
+    }
+}
+
+/// Builds `trnkit-stage` with the profile this executable was built with (so `cargo xtask`'s
+/// artefacts are reused: the dev profile is optimised where staging spends its time) and returns
+/// the executable's path. Refuses on a host whose executables the staging image (Linux x86-64)
+/// cannot run.
 pub(crate) async fn build_stage_binary() -> anyhow::Result<PathBuf> {
     if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
         bail!(
@@ -352,12 +324,19 @@ pub(crate) async fn build_stage_binary() -> anyhow::Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or(Path::new("."));
-    eprintln!("building trnkit-stage (cargo build --release --bin trnkit-stage)");
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(cargo_profile))
+        .unwrap_or_else(|| "dev".to_owned());
+    eprintln!(
+        "building trnkit-stage (cargo build --profile {profile} -p xtask --bin trnkit-stage)"
+    );
     let output = tokio::process::Command::new(cargo)
         .current_dir(workspace)
         .args([
             "build",
-            "--release",
+            "--profile",
+            &profile,
             "--locked",
             "-p",
             "xtask",
@@ -417,6 +396,18 @@ async fn build(args: BuildArgs, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The human tags `image push` moves: `--tag`s when given, else deploy's for the image.
+fn push_tags(
+    config: &crate::config::Config,
+    image: Option<ImageName>,
+    given: &[String],
+) -> Vec<String> {
+    match image {
+        Some(image) if given.is_empty() => crate::images::human_tags(config, image),
+        _ => given.to_vec(),
+    }
+}
+
 fn read_password(path: &Path) -> anyhow::Result<SecretString> {
     let mut text = String::new();
     if path == Path::new("-") {
@@ -440,18 +431,7 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
         (None, Some(_)) => config.image.repository.clone(),
         (None, None) => bail!("--repository NAME is required with --context"),
     };
-    let tags = if !args.tags.is_empty() || args.source.image.is_none() {
-        args.tags.clone()
-    } else {
-        match args.source.image {
-            Some(ImageName::Training) if !config.image.human_tag.is_empty() => {
-                vec![config.image.human_tag.clone()]
-            }
-            Some(ImageName::Tensorboard) => vec!["tensorboard".to_owned()],
-            Some(ImageName::Stager) => vec!["stager".to_owned()],
-            _ => Vec::new(),
-        }
-    };
+    let tags = push_tags(&config, args.source.image, &args.tags);
     let registry_override = args
         .registry
         .clone()
@@ -678,3 +658,6 @@ impl Progress for Bars {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

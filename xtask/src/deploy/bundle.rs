@@ -26,12 +26,13 @@ pub fn render_all(
 ) -> anyhow::Result<Rendered> {
     let layout = render::layout(config)?;
     let registry = render::registry(config)?;
-    let definitions = images::definitions(
-        config,
-        &layout.experiments().display().to_string(),
-        stager_binary,
-    )?;
-    let rendered_images = images::rendered(&definitions, &registry, &config.image.repository)?;
+    // Without the binary (a dry run before any build) the stager's tag covers its Dockerfile.
+    let stager_binary = Some(stager_binary).filter(|path| path.is_file());
+    let rendered_images = images::rendered(
+        &images::images(config, stager_binary)?,
+        &registry,
+        &config.image.repository,
+    );
     let reference = |name: &str| {
         rendered_images
             .get(name)

@@ -89,6 +89,13 @@ pub(crate) fn check_commit(image: &str, parameter: &str, value: &str) -> Result<
     }
 }
 
+/// Checks the `neuronx-nemo-megatron` commit the training image is built from: the full 40-digit
+/// commit id, never a branch, tag or short id. The training image applies exactly this check, so
+/// a configuration validated with it always renders.
+pub fn validate_commit(commit: &str) -> Result<()> {
+    check_commit("training", "neuronx_nemo_megatron.commit", commit)
+}
+
 /// Checks that an image reference is pinned by digest (`name:tag@sha256:<64 hex>`).
 pub(crate) fn check_pinned_image(image: &str, parameter: &str, value: &str) -> Result<()> {
     check_value(image, parameter, value)?;

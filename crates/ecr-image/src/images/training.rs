@@ -16,7 +16,7 @@
 
 use crate::dockerfile::Dockerfile;
 use crate::error::Result;
-use crate::images::{ImageDefinition, check_commit, check_pinned_image, check_value};
+use crate::images::{ImageDefinition, check_pinned_image, check_value};
 
 const IMAGE: &str = "training";
 
@@ -174,11 +174,7 @@ impl TrainingImage {
         ] {
             check_value(IMAGE, parameter, value)?;
         }
-        check_commit(
-            IMAGE,
-            "neuronx_nemo_megatron.commit",
-            &self.neuronx_nemo_megatron.commit,
-        )
+        super::validate_commit(&self.neuronx_nemo_megatron.commit)
     }
 
     /// The rendered Dockerfile.
