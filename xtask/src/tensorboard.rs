@@ -30,6 +30,22 @@ pub const HTPASSWD_KEY: &str = ecr_image::TENSORBOARD_HTPASSWD_FILE;
 pub const PASSWORD_KEY: &str = "password";
 /// Where the Secret's htpasswd file is mounted; the image's nginx config reads it from here.
 pub const HTPASSWD_DIR: &str = ecr_image::TENSORBOARD_HTPASSWD_DIR;
+/// The mode of the mounted htpasswd file (`defaultMode`): readable by every user of the container.
+///
+/// nginx's workers run as `www-data` (the image's Debian `nginx.conf` says `user www-data;`) and
+/// open the file on each request, while the kubelet writes it owned by root. With `0440` the
+/// workers could not read it: no credentials still got 401 and `/healthz` kept the pod Ready, but
+/// the right password got HTTP 500. `0444` lets them read it and exposes nothing more: the volume
+/// projects only the htpasswd key (not the password key), and the container's users are root,
+/// who reads everything, and `www-data`, who must read it. The alternative, `fsGroup: 33` with
+/// `0440`, is not used: a pod's `fsGroup` also applies to the FSx claim mounted in the same pod
+/// (a recursive group change of the shared file system when the pod starts).
+pub const HTPASSWD_MODE: i32 = 0o444;
+
+/// The htpasswd line for `user` and `password`, as the Secret holds it and nginx reads it.
+pub fn htpasswd(user: &str, password: &str) -> String {
+    format!("{user}:{{PLAIN}}{password}\n")
+}
 
 /// What the TensorBoard objects are made from.
 #[derive(Clone, Debug)]
@@ -151,7 +167,7 @@ pub fn deployment(config: &TensorboardConfig) -> Deployment {
                                     path: HTPASSWD_KEY.to_owned(),
                                     mode: None,
                                 }]),
-                                default_mode: Some(0o440),
+                                default_mode: Some(HTPASSWD_MODE),
                                 optional: None,
                             }),
                             ..Default::default()

@@ -99,6 +99,26 @@ pub fn docker() -> Option<String> {
     }
 }
 
+/// Debian's nginx (`scripts/test` installs `nginx-light` when it is missing): its path, found on
+/// `PATH` or in `/usr/sbin` (where Debian puts it, often off a non-root `PATH`).
+pub fn nginx() -> Option<std::path::PathBuf> {
+    let directories = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = directories
+        .into_iter()
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|directory| directory.join("nginx"))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        missing(
+            "nginx",
+            "not on PATH or in /usr/sbin (apt-get install nginx-light)",
+        )?;
+    }
+    found
+}
+
 /// The oldest Kubernetes version trnkit supports (the schemas `kubernetes-validate` checks against).
 pub const KUBERNETES_VERSION: &str = "1.33.0";
 

@@ -661,7 +661,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         let name = &self.config.tensorboard.secret_name;
         let created = if secrets.get_opt(name).await?.is_none() {
             let password = generate_password()?;
-            let htpasswd = format!("{}:{{PLAIN}}{password}\n", self.config.tensorboard.user);
+            let htpasswd = tensorboard::htpasswd(&self.config.tensorboard.user, &password);
             let secret = serde_json::json!({
                 "apiVersion": "v1",
                 "kind": "Secret",

@@ -8,3 +8,4 @@ mod cluster;
 mod kube_apply;
 mod preflight;
 mod sharded;
+mod tensorboard_proxy;
