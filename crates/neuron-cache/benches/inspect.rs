@@ -4,7 +4,8 @@
 //! `NEURON_CACHE_BENCH_DIR` to put it elsewhere, `NEURON_CACHE_BENCH_ENTRIES` to change the
 //! count), then times `inspect` three times and prints the figures. With
 //! `NEURON_CACHE_BENCH_ROOT=DIR` it inspects that existing tree instead (to compare with
-//! `du -sb DIR` on the same tree, warm). The first run follows the
+//! `du -sb DIR` on the same tree, warm). `NEURON_CACHE_BENCH_THREADS=N` sets the worker threads
+//! (default: the library's choice). The first run follows the
 //! generation, so the kernel's caches are warm in all runs; on a freshly mounted Lustre file
 //! system the first inspection will be slower.
 
@@ -49,6 +50,10 @@ fn main() {
 
     let options = InspectOptions {
         stale_after: Duration::from_secs(3600),
+        threads: std::env::var("NEURON_CACHE_BENCH_THREADS")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0),
         ..InspectOptions::default()
     };
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
