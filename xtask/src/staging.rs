@@ -68,6 +68,10 @@ pub enum StageCommand {
     },
     /// `trnkit-stage --quiet dataset fingerprint`.
     Fingerprint {
+        /// The tokenizer directory, whose files are fingerprinted too.
+        tokenizer: Option<String>,
+        /// The training code's checkout, whose commit is reported too.
+        checkout: Option<String>,
         /// The dataset prefixes.
         prefixes: Vec<String>,
     },
@@ -196,8 +200,18 @@ impl StageCommand {
                 push(&["--output", output]);
                 push(&parts.iter().map(String::as_str).collect::<Vec<_>>());
             }
-            StageCommand::Fingerprint { prefixes } => {
+            StageCommand::Fingerprint {
+                tokenizer,
+                checkout,
+                prefixes,
+            } => {
                 push(&["--quiet", "dataset", "fingerprint"]);
+                if let Some(tokenizer) = tokenizer {
+                    push(&["--tokenizer", tokenizer]);
+                }
+                if let Some(checkout) = checkout {
+                    push(&["--checkout", checkout]);
+                }
                 push(&prefixes.iter().map(String::as_str).collect::<Vec<_>>());
             }
             StageCommand::CacheCoverage {
@@ -492,6 +506,8 @@ pub const DATASET_CHECK_JOB_NAME: &str = "trnkit-dataset-check";
 pub fn dataset_check_job(config: &Config, layout: &SharedLayout, stager_image: &str) -> Job {
     let output_prefix = text(layout.output_prefix());
     let command = StageCommand::Fingerprint {
+        tokenizer: Some(text(layout.tokenizer_dir())),
+        checkout: Some(text(layout.code_checkout())),
         prefixes: config
             .data
             .json_keys

@@ -100,3 +100,47 @@ fn a_log_without_an_answer_gives_none_whatever_its_bytes() {
         "the last line that parses"
     );
 }
+
+#[test]
+fn the_checkout_commit_is_read_from_git_files_detached_branch_or_packed() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = dir.path().join(".git");
+    fs_err::create_dir_all(git.join("refs/heads")).unwrap();
+    let commit = "f4743cef5a1c8dc9eeb6b3d128e01693e041a9be";
+    fs_err::write(git.join("HEAD"), format!("{commit}\n")).unwrap();
+    assert_eq!(super::checkout_commit(dir.path()).unwrap(), commit);
+    fs_err::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    fs_err::write(
+        git.join("packed-refs"),
+        format!("# pack-refs\n{commit} refs/heads/main\n"),
+    )
+    .unwrap();
+    assert_eq!(super::checkout_commit(dir.path()).unwrap(), commit);
+    fs_err::write(
+        git.join("refs/heads/main"),
+        "0123456789abcdef0123456789abcdef01234567\n",
+    )
+    .unwrap();
+    assert_eq!(
+        super::checkout_commit(dir.path()).unwrap(),
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    let error = super::checkout_commit(&dir.path().join("nope")).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("not a git checkout"),
+        "{error:#}"
+    );
+}
+
+#[test]
+fn staging_records_the_tokenizer_files_and_the_commit_so_a_change_restages() {
+    let with = |sha: &str, commit: &str| super::Fingerprints {
+        datasets: Vec::new(),
+        tokenizer: [("tokenizer.json".to_owned(), sha.to_owned())].into(),
+        checkout_commit: Some(commit.to_owned()),
+    };
+    let recorded = super::dataset_outputs(&with("aa", "c1"));
+    assert_eq!(recorded["tokenizer/tokenizer.json"], "sha256 aa");
+    assert_ne!(recorded, super::dataset_outputs(&with("bb", "c1")));
+    assert_ne!(recorded, super::dataset_outputs(&with("aa", "c2")));
+}

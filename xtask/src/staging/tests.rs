@@ -97,12 +97,19 @@ fn typed_commands_parse_back_into_the_same_arguments() {
         "redpajama_sample.jsonl"
     );
 
-    let Command::Dataset(dataset::Command::Fingerprint { prefixes }) =
-        parse(&StageCommand::Fingerprint {
-            prefixes: vec!["/shared/a".to_owned()],
-        })
+    let Command::Dataset(dataset::Command::Fingerprint {
+        tokenizer,
+        checkout,
+        prefixes,
+    }) = parse(&StageCommand::Fingerprint {
+        tokenizer: Some("/shared/tok".to_owned()),
+        checkout: Some("/shared/code".to_owned()),
+        prefixes: vec!["/shared/a".to_owned()],
+    })
     else {
         panic!("not fingerprint");
     };
     assert_eq!(prefixes.len(), 1);
+    assert_eq!(tokenizer.unwrap().display().to_string(), "/shared/tok");
+    assert_eq!(checkout.unwrap().display().to_string(), "/shared/code");
 }

@@ -94,12 +94,31 @@ async fn sharded_jobs_give_the_bytes_of_the_single_job() {
     run(&argv(&tokenize, 0), dir.path()).await;
     let expected = outputs(&layout);
 
-    // The dataset check's line, as deploy reads and records it.
+    // The dataset check's line, as deploy reads and records it: the datasets, the tokenizer's
+    // files and the checkout's commit (a detached HEAD, as the staging Job checks it out).
+    let commit = "f4743cef5a1c8dc9eeb6b3d128e01693e041a9be";
+    fs_err::create_dir_all(layout.code_checkout().join(".git")).unwrap();
+    fs_err::write(
+        layout.code_checkout().join(".git/HEAD"),
+        format!("{commit}\n"),
+    )
+    .unwrap();
     let check = containers(&single[1]).pop().unwrap();
     let line = run(&argv(&check, 0), dir.path()).await;
     let fingerprints = xtask::checks::parse_dataset_check(&line)
         .unwrap_or_else(|| panic!("not the check's line: {line}"));
     assert_eq!(fingerprints.datasets.len(), 2);
+    assert_eq!(fingerprints.checkout_commit.as_deref(), Some(commit));
+    assert_eq!(
+        fingerprints.tokenizer.get("tokenizer.json"),
+        Some(
+            &pipeline::stage::sha256_file(&layout.tokenizer_dir().join("tokenizer.json"))
+                .unwrap()
+                .0
+        )
+    );
+    let recorded = xtask::checks::dataset_outputs(&fingerprints);
+    assert_eq!(recorded["checkout"], format!("commit {commit}"));
     // 3 files of 60 lines, one of them empty: NeMo mode skips it.
     let text = &fingerprints.datasets[0];
     assert!(
