@@ -231,21 +231,21 @@ pub fn llama2_config(
     // then carry only what that CRD declares and are checked against it. At apply time
     // `mpijob::io::apply` checks them against the CRD the cluster serves.
     jobs.operator_crd = match gate {
+        LauncherGate::InitContainer => mpijob::OperatorCrd::V0_4_0,
+        LauncherGate::WaitForWorkersReady => mpijob::OperatorCrd::V0_8_2,
+    };
+    Ok(jobs)
+}
+
 /// The train job's configuration: the jobs' configuration plus the run's identity and resume
 /// settings, which the compile job does not get (see [`crate::run_identity`]).
 pub fn train_config(jobs: &Llama2Config, config: &Config) -> Llama2Config {
     let mut train = jobs.clone();
     train.extra_env.extend(crate::run_identity::train_env(
         crate::run_identity::rendered_name(config),
-        config.training.resume,
+        &config.training,
     ));
     train
-}
-
-        LauncherGate::InitContainer => mpijob::OperatorCrd::V0_4_0,
-        LauncherGate::WaitForWorkersReady => mpijob::OperatorCrd::V0_8_2,
-    };
-    Ok(jobs)
 }
 
 /// The TensorBoard objects' configuration.

@@ -65,11 +65,28 @@ pub fn resume_overrides(resume: bool) -> Vec<String> {
     .collect()
 }
 
+/// The script's checkpoint interval: `+exp_manager.checkpoint_callback_params.train_time_interval`
+/// in seconds of training time.
+pub const SCRIPT_CHECKPOINT_SECONDS: u64 = 36_000;
+
+/// The overrides of the train job: [`resume_overrides`], and the checkpoint interval when it
+/// is not the script's own (`+` kept: the key is not in the YAML configuration).
+pub fn overrides(training: &crate::config::Training) -> Vec<String> {
+    let mut overrides = resume_overrides(training.resume);
+    let seconds = training.checkpoint_interval.duration().as_secs().max(1);
+    if seconds != SCRIPT_CHECKPOINT_SECONDS {
+        overrides.push(format!(
+            "exp_manager.checkpoint_callback_params.train_time_interval={seconds}"
+        ));
+    }
+    overrides
+}
+
 /// The variables the train job's launcher sets and forwards to every rank: the run's name
-/// and, when resuming, the overrides.
-pub fn train_env(run_id: &str, resume: bool) -> Vec<(String, String)> {
+/// and the [`overrides`], if any.
+pub fn train_env(run_id: &str, training: &crate::config::Training) -> Vec<(String, String)> {
     let mut env = vec![(RUN_ID_VARIABLE.to_owned(), run_id.to_owned())];
-    let overrides = resume_overrides(resume);
+    let overrides = overrides(training);
     if !overrides.is_empty() {
         env.push((OVERRIDES_VARIABLE.to_owned(), overrides.join(" ")));
     }

@@ -403,6 +403,9 @@ pub struct Training {
     /// Resume the run from its latest checkpoint when the launcher restarts or the job is
     /// deployed again (false: the blueprint's fresh start every time).
     pub resume: bool,
+    /// How much training time passes between checkpoints (what a restart can lose), such as
+    /// `1h`; the blueprint's is `10h`.
+    pub checkpoint_interval: Timeout,
     /// Check every Trainium node (Neuron devices, EFA interfaces) with a short Job before the
     /// compile step (see `node_check`).
     pub node_check: bool,
@@ -436,6 +439,7 @@ impl Default for Training {
             hang_timeout: None,
             run_name: String::new(),
             resume: true,
+            checkpoint_interval: Timeout::parse("10h").expect("a valid duration"),
             node_check: true,
         }
     }

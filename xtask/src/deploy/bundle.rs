@@ -73,12 +73,12 @@ pub fn render_all(
             // The node check runs first (unless switched off), then the cache check unless
             // the compile job is forced.
             let mut objects = Vec::new();
-            if !config.training.force_compile {
             if config.training.node_check
                 && let Some(check) = crate::node_check::job(&compile)
             {
                 objects.push(Manifest::from_object(&check)?);
             }
+            if !config.training.force_compile {
                 objects.push(Manifest::from_object(&crate::staging::cache_check_job(
                     config,
                     &layout,

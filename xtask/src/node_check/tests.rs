@@ -142,6 +142,10 @@ fn the_compile_step_runs_the_check_first_unless_switched_off() {
             "test-mpi-compile"
         ]
     );
+    // A forced compile skips the cache check, not the node check.
+    config.training.force_compile = true;
+    assert_eq!(rendered(&config), [JOB_NAME, "test-mpi-compile"]);
+    config.training.force_compile = false;
     config.training.node_check = false;
     assert_eq!(
         rendered(&config),

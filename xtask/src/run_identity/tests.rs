@@ -83,6 +83,16 @@ fn the_scripts_key_the_experiment_on_the_launcher_uid_and_never_resume() {
             "{key}"
         );
     }
+    // The script's checkpoint interval, which `[training] checkpoint_interval` replaces.
+    assert!(
+        command.contains(
+            &format!(
+                "+exp_manager.checkpoint_callback_params.train_time_interval={SCRIPT_CHECKPOINT_SECONDS}"
+            )
+            .as_str()
+        ),
+        "{command:?}"
+    );
     // The checkpoint callback is on in the train job and off in the compile job.
     assert!(setup.contains("export CHECKPOINT_CALLBACK=True"));
     assert!(setup.contains("    CHECKPOINT_CALLBACK=False"));
@@ -173,6 +183,14 @@ fn only_the_train_job_carries_the_run_and_the_resume_settings() {
         let forwarded = command.windows(2).any(|pair| pair == ["-x", name]);
         assert!(forwarded, "{command:?}");
     }
+    // The blueprint's interval is the script's own: no override for it.
+    let (_, env) = launcher(train);
+    let overrides = &env
+        .iter()
+        .find(|(name, _)| name == OVERRIDES_VARIABLE)
+        .unwrap()
+        .1;
+    assert!(!overrides.contains("train_time_interval"), "{overrides}");
     config.training.resume = false;
     let (_, env) = launcher(
         manifests(&config)
@@ -341,6 +359,7 @@ fn the_train_job_resumes_in_the_runs_directory_on_the_real_scripts() {
     sandbox(dir.path());
     let mut config = Config::default();
     config.training.run_name = "llama-run-1".to_owned();
+    config.training.checkpoint_interval = crate::config::Timeout::parse("1h").unwrap();
     let all = manifests(&config);
     let job = |name: &str| {
         all.iter()
@@ -367,6 +386,19 @@ fn the_train_job_resumes_in_the_runs_directory_on_the_real_scripts() {
             // Exactly once: in place of the script's own value, not beside it.
             assert_eq!(setting(&words, key), [value], "{key} in {words:?}");
         }
+        // The checkpoint interval replaces the script's, `+` kept.
+        assert_eq!(
+            setting(
+                &words,
+                "+exp_manager.checkpoint_callback_params.train_time_interval"
+            ),
+            ["3600"]
+        );
+        assert!(
+            !words.iter().any(|word| word
+                .starts_with("exp_manager.checkpoint_callback_params.train_time_interval")),
+            "{words:?}"
+        );
         // The script's other settings are untouched.
         assert_eq!(setting(&words, "+model.load_xser"), ["True"]);
         assert_eq!(
@@ -393,6 +425,13 @@ fn the_train_job_resumes_in_the_runs_directory_on_the_real_scripts() {
         .as_str()]
     );
     assert_eq!(setting(&words, "exp_manager.resume_if_exists"), ["False"]);
+    assert_eq!(
+        setting(
+            &words,
+            "+exp_manager.checkpoint_callback_params.train_time_interval"
+        ),
+        ["36000"]
+    );
 
     // The compile job keeps its own directory and does not resume.
     let compile = job(&config.training.compile_job_name);
