@@ -149,9 +149,15 @@ impl LocalExecutor {
     fn compile(&self) -> anyhow::Result<StepOutput> {
         let root = self.layout.compile_cache();
         fs_err::create_dir_all(&root)?;
-        let flags = neuron_cache::parse_neuron_cc_flags(&self.config.training.neuron_cc_flags)?;
+        // The same question the cluster's cache check asks: the effective flags, under the
+        // training image's compiler.
+        let flags = neuron_cache::parse_neuron_cc_flags(crate::checks::effective_neuron_cc_flags(
+            &self.config.training,
+        ))?;
+        let compiler = crate::images::training_image(&self.config).neuronx_cc_version;
         let report = neuron_cache::inspect(&root, &neuron_cache::InspectOptions::default())?;
-        let coverage = neuron_cache::coverage(&report, &flags.key(), &flags.legacy_key(), None);
+        let coverage =
+            neuron_cache::coverage(&report, &flags.key(), &flags.legacy_key(), Some(&compiler));
         let summary = if self.config.training.force_compile {
             format!(
                 "force_compile is set: in the cluster the compile job {} would run whatever the cache holds ({})",
