@@ -531,6 +531,7 @@ impl Config {
         if usage == Use::Offline {
             problems.extend(config.offline_problems());
         }
+        parse::add_locations(text, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {

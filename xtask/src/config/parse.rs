@@ -130,7 +130,52 @@ fn remove_in(table: &mut toml::Table, path: &[&Segment]) -> bool {
     deeper || table.remove(key.as_str()).is_some()
 }
 
-/// The 1-based line and column of the value at `path`.
+/// Appends ` (line L, column C)` to each problem whose key is in `text` and has no location
+/// yet, so that validation problems point into the file as parse errors do.
+pub(super) fn add_locations(text: &str, problems: &mut [(String, String)]) {
+    if problems.is_empty() {
+        return;
+    }
+    let Ok(spans) = DeTable::parse(text) else {
+        return;
+    };
+    for (key, message) in problems {
+        if message.contains("(line ") {
+            continue;
+        }
+        let Some(path) = key_path(key) else { continue };
+        if let Some((line, column)) = locate(text, spans.get_ref(), &path) {
+            message.push_str(&format!(" (line {line}, column {column})"));
+        }
+    }
+}
+
+/// `training.tolerations[0].effect` as path segments; `None` for keys that are not plain
+/// (a quoted part).
+fn key_path(key: &str) -> Option<Vec<Segment>> {
+    let mut path = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = part
+            .split_once('[')
+            .map_or((part, ""), |(name, rest)| (name, rest));
+        if name.is_empty() || name.contains('"') {
+            return None;
+        }
+        path.push(Segment::Map {
+            key: name.to_owned(),
+        });
+        while !rest.is_empty() {
+            let (index, after) = rest.split_once(']')?;
+            path.push(Segment::Seq {
+                index: index.parse().ok()?,
+            });
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    Some(path)
+}
+
+/// The 1-based line and column of the value at `path`, if every part of it is in the file.
 fn locate(text: &str, root: &DeTable<'_>, path: &[Segment]) -> Option<(usize, usize)> {
     let mut segments = path
         .iter()
@@ -151,7 +196,7 @@ fn locate(text: &str, root: &DeTable<'_>, path: &[Segment]) -> Option<(usize, us
             (Segment::Seq { index }, DeValue::Array(items)) => items.get(*index),
             _ => None,
         };
-        let Some(next) = next else { break };
+        let next = next?;
         value = next;
         span = value.span();
     }

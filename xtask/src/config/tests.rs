@@ -196,8 +196,9 @@ service_type = "NodePort"
             "{key}: {message}"
         );
     }
-    // Validation of the keys that did deserialize still runs.
+    // Validation of the keys that did deserialize still runs, and points into the file too.
     assert!(message_for(&problems, "training.workers").contains("at least 1 worker"));
+    assert!(message_for(&problems, "training.workers").contains("(line 10, column 11)"));
     assert!(message_for(&problems, "image.pull_policy").contains("`IfNotPresent`"));
     assert!(message_for(&problems, "training.workerz").contains("did you mean `workers`?"));
     assert!(
@@ -317,6 +318,7 @@ script = "-np"
     assert!(message_for(&problems, "training.efa_interfaces_per_worker").contains("8"));
     assert!(message_for(&problems, "training.script").contains("starts with '-'"));
     assert!(message_for(&problems, "data.json_keys[2]").contains("listed twice"));
+    assert!(message_for(&problems, "data.json_keys[2]").contains("(line 3, column 30)"));
     assert!(message_for(&problems, "data.staging_memory").contains("zero"));
     assert!(
         Config::parse(
