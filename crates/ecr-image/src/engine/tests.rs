@@ -45,10 +45,9 @@ fn classifies_registry_messages() {
 async fn a_silent_engine_is_an_error_within_the_handshake_bound() {
     let silent = test_support::silent::SilentEndpoint::start().await;
     let endpoint = format!("tcp://{}", silent.address());
-    let error = super::connect(&endpoint)
-        .await
-        .err()
-        .expect("a silent engine is refused");
+    let Err(error) = super::connect(&endpoint).await else {
+        panic!("a silent engine is refused")
+    };
     assert!(
         matches!(&error, crate::Error::DockerSilent { endpoint: e, .. } if *e == endpoint),
         "{error}"

@@ -32,7 +32,7 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn ecr_client(moto: &str) -> aws_sdk_ecr::Client {
-    let config = test_support::aws::sdk_config(&moto, "us-east-1").await;
+    let config = test_support::aws::sdk_config(moto, "us-east-1").await;
     aws_sdk_ecr::Client::new(&config)
 }
 
