@@ -11,7 +11,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use neuron_cache::{InspectOptions, State};
@@ -38,7 +37,7 @@ fn main() {
         }
         None => {
             let start = Instant::now();
-            generate(root, count);
+            neuron_cache::sample::generate(root, count).expect("generate the sample cache");
             println!(
                 "generated {count} entries in {:.2} s under {}",
                 start.elapsed().as_secs_f64(),
@@ -116,45 +115,4 @@ fn cpu_seconds() -> Option<f64> {
     // Fields 14 and 15 of proc(5) (utime, stime) are at 11 and 12 after the name.
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
-}
-
-/// 90% complete, 5% failed, 3% locked, 2% incomplete, over two compiler versions; generated on
-/// every core.
-fn generate(root: &Path, count: usize) {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    std::thread::scope(|scope| {
-        for worker in 0..threads {
-            scope.spawn(move || {
-                for index in (worker..count).step_by(threads) {
-                    let version = if index % 10 == 0 {
-                        "2.20.0.0+aaaaaaaa"
-                    } else {
-                        "2.21.33363.0+82129205"
-                    };
-                    let entry = root
-                        .join(format!("neuronxcc-{version}"))
-                        .join(format!("MODULE_{index:020}+725887e1"));
-                    fs_err::create_dir_all(&entry).expect("create an entry");
-                    let files: &[&str] = match index % 100 {
-                        0..=89 => &[
-                            "model.hlo_module.pb",
-                            "compile_flags.json",
-                            "model.neff",
-                            "model.done",
-                        ],
-                        90..=94 => &["model.hlo_module.pb", "compile_flags.json", "model.log"],
-                        95..=97 => &[
-                            "model.hlo_module.pb",
-                            "compile_flags.json",
-                            "model.hlo_module.pb.lock",
-                        ],
-                        _ => &["model.hlo_module.pb"],
-                    };
-                    for file in files {
-                        fs_err::write(entry.join(file), b"0123456789").expect("write a file");
-                    }
-                }
-            });
-        }
-    });
 }

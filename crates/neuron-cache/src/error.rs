@@ -33,6 +33,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The synthetic sample cache could not be written.
+    #[error("cannot write the sample compile cache at {}", .path.display())]
+    WriteSample {
+        /// The file or folder.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
     /// `prune` was asked for nothing, or for something unsafe.
     #[error("invalid prune request: {reason}")]
     InvalidPrune {

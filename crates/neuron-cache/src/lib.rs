@@ -59,6 +59,7 @@ pub mod flags;
 pub mod model;
 pub mod prune;
 mod remove;
+pub mod sample;
 pub mod scan;
 pub mod verify;
 

@@ -25,6 +25,9 @@ pub enum Command {
     ///
     /// Corpus: shared/bench/make-corpus --size-mb 100 --seed 1234 --out FILE.
     /// Tokenizer: shared/bench/get-llama2-tokenizer DIR.
+    ///
+    /// Example: `cargo xtask bench tokenize --input corpus.jsonl --tokenizer llama2-tokenizer
+    /// --workers 2`
     Tokenize {
         /// The JSONL file (or glob).
         #[arg(long, value_name = "FILE")]
@@ -240,49 +243,14 @@ async fn cache(args: CacheArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Generates a cache of `count` entries (unless `root` holds them already); the file count.
+/// Generates the sample cache of `count` entries (unless `root` holds it already); the file
+/// count.
 fn generate_cache(root: &std::path::Path, count: usize) -> anyhow::Result<usize> {
     let marker = root.join(format!(".bench-{count}"));
-    let mut files = 0;
-    for index in 0..count {
-        files += match index % 100 {
-            0..=89 => 4,
-            90..=97 => 3,
-            _ => 1,
-        };
-    }
     if marker.exists() {
-        return Ok(files);
+        return Ok(neuron_cache::sample::file_count(count));
     }
-    for index in 0..count {
-        let version = if index % 10 == 0 {
-            "2.20.0.0+aaaaaaaa"
-        } else {
-            "2.21.33363.0+82129205"
-        };
-        let entry = root
-            .join(format!("neuronxcc-{version}"))
-            .join(format!("MODULE_{index:020}+725887e1"));
-        fs_err::create_dir_all(&entry)?;
-        let names: &[&str] = match index % 100 {
-            0..=89 => &[
-                "model.hlo_module.pb",
-                "compile_flags.json",
-                "model.neff",
-                "model.done",
-            ],
-            90..=94 => &["model.hlo_module.pb", "compile_flags.json", "model.log"],
-            95..=97 => &[
-                "model.hlo_module.pb",
-                "compile_flags.json",
-                "model.hlo_module.pb.lock",
-            ],
-            _ => &["model.hlo_module.pb"],
-        };
-        for name in names {
-            fs_err::write(entry.join(name), b"0123456789")?;
-        }
-    }
+    let files = neuron_cache::sample::generate(root, count)?;
     fs_err::write(&marker, b"")?;
     Ok(files)
 }
