@@ -2,7 +2,7 @@
 //! JSONL merge, tokenization into Megatron's indexed format) on a small Debian base, to stage
 //! data inside the cluster next to FSx.
 //!
-//! The binary is built on the workstation (`cargo build --release --bin trnkit-stage`) and
+//! The binary is built on the workstation (`cargo build -p xtask --bin trnkit-stage`) and
 //! copied in, so the image needs no Rust toolchain. It must be a Linux x86-64 executable linked
 //! against a glibc no newer than the base image's (Debian 12: glibc 2.36), or statically
 //! linked (`--target x86_64-unknown-linux-musl`).
