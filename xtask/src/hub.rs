@@ -217,7 +217,7 @@ async fn ask(
     match status {
         200..=399 => Ok(Access::Readable { key, repo }),
         401 if !has_token => Err(format!(
-            "{key} {repo} needs a token (the Hub answered 401): set HF_TOKEN to a token of an account that may read it ({page})"
+            "{key} {repo} needs a token (the Hub answered 401, which it also answers for a repository that does not exist): check {key}, and set HF_TOKEN to a token of an account that may read it ({page})"
         )),
         401 => Err(format!(
             "the Hub refused HF_TOKEN for {key} {repo} (401): the token is invalid or expired; make a new one at https://huggingface.co/settings/tokens"

@@ -122,12 +122,21 @@ pub struct TokenizeReport {
     pub tokens: u64,
     /// Decompressed input bytes read.
     pub bytes: u64,
-    /// Wall time.
+    /// Wall time; serialized as `elapsed_seconds`, a number of seconds.
+    #[serde(rename = "elapsed_seconds", serialize_with = "seconds")]
     pub elapsed: Duration,
     /// The encoder used.
     pub engine: Engine,
     /// One dataset per key.
     pub outputs: Vec<DatasetSummary>,
+}
+
+/// A duration as a number of seconds (not serde's `{"secs", "nanos"}`).
+fn seconds<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 const BATCH_BYTES: usize = 1 << 20;

@@ -5,14 +5,17 @@
 //! configured `NEURON_CC_FLAGS`, runs the blocking walk off the async runtime with a spinner, and
 //! prints text or the documented JSON.
 //!
-//! `-o json` (or the older `--json`) prints one object (`-o yaml` the same as YAML): `root`, `stale_after_seconds`, `entries` (each with at least
-//! `path` relative to the root, `compiler_version`, `state` — `complete`, `failed`, `locked`,
-//! `stale_lock` or `incomplete` — and `bytes`), `skipped`, `summary` and `notes`; `inspect`
-//! adds `coverage` for the configured flags; `prune` prints `root`, `dry_run` (true for the
-//! preview, the default without `--yes`), `entries`, `bytes_freed`, `removed`, `kept`, `failed`
-//! and, per entry, `action`, `reason`, `outcome` (`would_remove`, `removed`, `kept`, `failed`),
-//! `done`, and when there is more to say `message`, `locks_removed`, `locks_kept`; `verify` adds
-//! `problems`. A prune with a failed item exits with an error after printing its report.
+//! `-o json` (or the older `--json`) prints one object, `-o yaml` the same as YAML: `root`,
+//! `stale_after_seconds`, `entries` (each with at least `path` relative to the root,
+//! `compiler_version`, `state` — `complete`, `failed`, `locked`, `stale_lock` or `incomplete` —
+//! and `bytes`), `skipped`, `summary` and `notes`; `inspect` adds `coverage` for the configured
+//! flags; `prune` prints `command` (`cache prune`), `root`, `dry_run` (true for the preview, the
+//! default without `--yes`), `entries`, `bytes_freed`, `removed`, `kept`, `failed` and, per
+//! entry, `action`, `reason`, `outcome` (`would_remove`, `removed`, `kept`, `failed`), `done`,
+//! and when there is more to say `message`, `locks_removed`, `locks_kept`; a preview adds the
+//! preview fields every destructive command prints, `would_remove` and `keeps` (lists of
+//! words); `verify` adds `problems`. A prune with a failed item exits with an error after
+//! printing its report.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use serde::Serialize;
 
 use super::Global;
 use super::fsx::humantime_duration;
+use super::output::{ConfirmArgs, Format, OutputArgs, Preview, emit};
 use super::progress::spinner;
 use crate::config::Config;
 
@@ -158,7 +162,12 @@ async fn inspect(args: InspectArgs, config: &Config, global: &Global) -> anyhow:
         ..InspectOptions::default()
     };
     let format = args.root.output.format();
-    let report = walk(root.clone(), options, global.quiet || format != Format::Text).await?;
+    let report = walk(
+        root.clone(),
+        options,
+        global.quiet || format != Format::Text,
+    )
+    .await?;
 
     let flags_text = args
         .flags
@@ -229,7 +238,7 @@ async fn prune(args: PruneArgs, config: &Config, global: &Global) -> anyhow::Res
             "choose what to prune: --failed, --stale-locks --older-than DURATION, or --keep-version VERSION"
         );
     }
-    let root = cache_root(args.root.root, config);
+    let root = cache_root(args.root.root.clone(), config);
     let options = PruneOptions {
         failed: args.failed,
         stale_locks_older_than: if args.stale_locks {
@@ -329,21 +338,20 @@ fn prune_preview(report: &neuron_cache::PruneReport, args: &PruneArgs) -> Previe
         .filter(|item| item.outcome != Outcome::WouldRemove)
         .map(describe)
         .collect();
-    let mut never = vec!["complete entries".to_owned()];
-    if let Some(version) = &args.keep_version {
-        never[0] = format!("complete entries of compiler version {version}");
-    }
-    if !args.failed {
-        never.push("failed entries (add --failed)".to_owned());
-    }
+    let mut never = vec![match (&args.keep_version, args.failed) {
+        (Some(version), false) => format!("the entries of compiler version {version}"),
+        (Some(version), true) => format!("the complete entries of compiler version {version}"),
+        (None, false) => "every entry".to_owned(),
+        (None, true) => "every entry that is not a failure".to_owned(),
+    }];
     never.push(match args.older_than.filter(|_| args.stale_locks) {
         Some(age) => format!(
             "locks younger than {} or held by a process",
             humantime::format_duration(age)
         ),
-        None => "locks (add --stale-locks --older-than DURATION)".to_owned(),
+        None => "lock files (add --stale-locks --older-than DURATION for old ones)".to_owned(),
     });
-    keeps.push(never.join(", "));
+    keeps.push(never.join("; "));
     Preview {
         command: "cache prune".to_owned(),
         would_remove: report
@@ -413,10 +421,11 @@ struct VerifyOutput<'a> {
 
 async fn verify(args: VerifyArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
     let root = cache_root(args.root.root, config);
+    let format = args.root.output.format();
     let report = walk(
         root.clone(),
         InspectOptions::default(),
-        global.quiet || args.root.json,
+        global.quiet || format != Format::Text,
     )
     .await?;
     let report_for_task = report.clone();
@@ -425,15 +434,11 @@ async fn verify(args: VerifyArgs, config: &Config, global: &Global) -> anyhow::R
         tokio::task::spawn_blocking(move || neuron_cache::verify(&root_for_task, &report_for_task))
             .await
             .context("the verify task")?;
-    if args.root.json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&VerifyOutput {
-                report: &report,
-                problems: &problems
-            })?
-        );
-    } else {
+    let output = VerifyOutput {
+        report: &report,
+        problems: &problems,
+    };
+    emit(format, &output, || {
         for problem in &problems {
             out!("{}: {}", problem.path, problem.problem);
         }
@@ -442,7 +447,7 @@ async fn verify(args: VerifyArgs, config: &Config, global: &Global) -> anyhow::R
             report.summary.count(State::Complete),
             problems.len()
         );
-    }
+    })?;
     if !problems.is_empty() {
         bail!(
             "{} problem(s) in the compile cache at {}",

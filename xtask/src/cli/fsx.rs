@@ -20,6 +20,7 @@ use fsx::{DeploymentType, FileSystem};
 use serde::Serialize;
 
 use super::Global;
+use super::output::{ConfirmArgs, Format, OutputArgs, Preview, emit};
 use crate::config::Config;
 use crate::storage;
 
@@ -32,10 +33,19 @@ use crate::storage;
 pub enum Command {
     /// Create the file system with the configured (blueprint) settings, or adopt the one trnkit
     /// tagged before, and wait until it is AVAILABLE.
+    ///
+    /// Example: `cargo xtask fsx create --subnet-id subnet-0a1b2c3d --security-group-id sg-0123abcd
+    /// -o json`
     Create(CreateArgs),
     /// Print trnkit's file system: id, lifecycle, DNS name, mount name, capacity.
+    ///
+    /// Example: `cargo xtask fsx describe -o yaml`
     Describe(DescribeArgs),
     /// Delete trnkit's file system and every file on it (dataset, compile cache, checkpoints).
+    ///
+    /// Without --yes (-y) it only previews what it would delete, and exits 0.
+    ///
+    /// Examples: `cargo xtask fsx delete` (the preview), `cargo xtask fsx delete --yes`
     Delete(DeleteArgs),
 }
 
@@ -60,15 +70,6 @@ impl Target {
             .clone()
             .unwrap_or_else(|| storage::tag_name(config).to_owned())
     }
-}
-
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// Lines for people.
-    Text,
-    /// One JSON object on stdout: `file_system_id`, `dns_name`, `mount_name`, `lifecycle`, … .
-    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,27 +99,32 @@ pub struct CreateArgs {
     /// How long to wait for AVAILABLE (FSx for Lustre usually takes 5 to 15 minutes).
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime_duration)]
     pub timeout: Duration,
-    /// Text or JSON.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    /// `-o json|yaml`: one document: `created` (whether this run created it), `file_system_id`,
+    /// `lifecycle`, `dns_name`, `mount_name`, `storage_capacity_gib`, `deployment_type`, … .
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DescribeArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Text or JSON.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    /// `-o json|yaml`: one document: `file_system_id`, `lifecycle`, `dns_name`, `mount_name`,
+    /// `storage_capacity_gib`, `deployment_type`, … .
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Really delete. Without it, trnkit only says what it would delete.
-    #[arg(long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    /// `-o json|yaml`: the preview (`command`, `would_remove`, `keeps`, `removed`: false), or
+    /// after --yes `command`, `file_system_id`, `lifecycle`, `final_backup` and `removed`: true.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Skip the final backup FSx otherwise keeps (and bills) after deleting a file system with
     /// backups on.
     #[arg(long)]
@@ -193,8 +199,9 @@ pub async fn file_system_facts(
 
 async fn create(args: CreateArgs, config: &Config, global: &Global) -> anyhow::Result<()> {
     let client = client(args.target.region.as_deref(), config).await;
-    let output = args.output;
-    let (file_system, created) = create_with(&client, &args, config, global.quiet).await?;
+    let output = args.output.format();
+    let quiet = global.quiet || output != Format::Text;
+    let (file_system, created) = create_with(&client, &args, config, quiet).await?;
     print_file_system(&file_system, Some(created), output)
 }
 
@@ -272,20 +279,46 @@ async fn describe(args: DescribeArgs, config: &Config) -> anyhow::Result<()> {
             "no FSx file system is tagged trnkit:name={name}; create one with `cargo xtask fsx create`"
         )
     };
-    print_file_system(&file_system, None, args.output)
+    print_file_system(&file_system, None, args.output.format())
+}
+
+/// What `fsx delete --yes` did, for `-o json|yaml`.
+#[derive(Serialize)]
+struct Deleted<'a> {
+    command: &'static str,
+    file_system_id: &'a str,
+    /// The lifecycle FSx reported after the request (`DELETING`), when it reported one.
+    lifecycle: Option<String>,
+    /// Whether FSx keeps a final backup (not with --skip-final-backup).
+    final_backup: bool,
+    removed: bool,
+}
+
+/// The preview of `fsx delete` with nothing to delete (none found, or being deleted already).
+fn nothing_to_delete(why: String, format: Format) -> anyhow::Result<()> {
+    eprintln!("{why}");
+    Preview {
+        command: "fsx delete".to_owned(),
+        would_remove: Vec::new(),
+        keeps: Vec::new(),
+        removed: false,
+    }
+    .print(format)
 }
 
 async fn delete(args: DeleteArgs, config: &Config) -> anyhow::Result<()> {
+    let format = args.output.format();
     let client = client(args.target.region.as_deref(), config).await;
     let Some(file_system) = find(&client, &args.target, config).await? else {
         let name = args.target.tag_name(config);
-        eprintln!("no FSx file system is tagged trnkit:name={name}: nothing to delete");
-        return Ok(());
+        return nothing_to_delete(
+            format!("no FSx file system is tagged trnkit:name={name}"),
+            format,
+        );
     };
     let id = &file_system.file_system_id;
     if file_system.lifecycle == Some(fsx::Lifecycle::Deleting) {
-        eprintln!("{id} is already being deleted");
-        return Ok(());
+        return nothing_to_delete(format!("{id} is already being deleted"), format);
     }
     let describe = format!(
         "{id} ({} GiB, {}, tags {})",
@@ -306,11 +339,30 @@ async fn delete(args: DeleteArgs, config: &Config) -> anyhow::Result<()> {
             fsx::spec::NAME_TAG
         );
     }
-    if !args.yes {
-        bail!(
-            "refusing to delete {describe} without --yes: this deletes every file on it (tokenized dataset, compile \
-             cache, checkpoints, logs)"
+    if !args.confirm.yes {
+        let mut keeps = Vec::new();
+        if !args.skip_final_backup {
+            keeps.push(
+                "a final backup of it, if it has backups on: FSx keeps (and bills) it until you delete it \
+                 (--skip-final-backup: none)"
+                    .to_owned(),
+            );
+        }
+        keeps.push(
+            "the Kubernetes objects that mount it (StorageClass, PersistentVolume, claim): \
+             `cargo xtask cleanup --storage` removes trnkit's"
+                .to_owned(),
         );
+        return Preview {
+            command: "fsx delete".to_owned(),
+            would_remove: vec![format!(
+                "FSx file system {describe} and every file on it (tokenized dataset, compile cache, \
+                 checkpoints, logs)"
+            )],
+            keeps,
+            removed: false,
+        }
+        .print(format);
     }
     let lifecycle = io::delete(
         &client,
@@ -320,16 +372,24 @@ async fn delete(args: DeleteArgs, config: &Config) -> anyhow::Result<()> {
         },
     )
     .await?;
-    eprintln!(
-        "deleting {describe}: now {}{}",
-        lifecycle.map_or("unknown".to_owned(), |lifecycle| lifecycle.to_string()),
-        if args.skip_final_backup {
-            ""
-        } else {
-            "; FSx keeps a final backup until you delete it"
-        }
-    );
-    Ok(())
+    let report = Deleted {
+        command: "fsx delete",
+        file_system_id: id,
+        lifecycle: lifecycle.map(|lifecycle| lifecycle.to_string()),
+        final_backup: !args.skip_final_backup,
+        removed: true,
+    };
+    emit(format, &report, || {
+        out!(
+            "deleting {describe}: now {}{}",
+            report.lifecycle.as_deref().unwrap_or("unknown"),
+            if args.skip_final_backup {
+                ""
+            } else {
+                "; FSx keeps a final backup until you delete it"
+            }
+        );
+    })
 }
 
 /// The file system `target` names: by id, by `[storage] file_system_id`, or by tag.
@@ -376,45 +436,39 @@ struct Printed<'a> {
 fn print_file_system(
     file_system: &FileSystem,
     created: Option<bool>,
-    output: Output,
+    output: Format,
 ) -> anyhow::Result<()> {
-    match output {
-        Output::Json => out!(
-            "{}",
-            serde_json::to_string_pretty(&Printed {
-                created,
-                file_system
-            })?
-        ),
-        Output::Text => {
-            let unknown = |value: Option<&str>| value.unwrap_or("(not reported)").to_owned();
-            out!("file_system_id  {}", file_system.file_system_id);
-            out!("lifecycle       {}", file_system.lifecycle_label());
-            out!(
-                "dns_name        {}",
-                unknown(file_system.dns_name.as_deref())
-            );
-            out!(
-                "mount_name      {}",
-                unknown(file_system.mount_name.as_deref())
-            );
-            out!(
-                "capacity        {}",
-                file_system
-                    .storage_capacity_gib
-                    .map_or("(not reported)".to_owned(), |gib| format!("{gib} GiB"))
-            );
-            out!(
-                "deployment      {}",
-                unknown(file_system.deployment_type.as_deref())
-            );
-            out!("subnets         {}", file_system.subnet_ids.join(", "));
-            if let Some(message) = &file_system.failure_message {
-                out!("failure         {message}");
-            }
+    let printed = Printed {
+        created,
+        file_system,
+    };
+    emit(output, &printed, || {
+        let unknown = |value: Option<&str>| value.unwrap_or("(not reported)").to_owned();
+        out!("file_system_id  {}", file_system.file_system_id);
+        out!("lifecycle       {}", file_system.lifecycle_label());
+        out!(
+            "dns_name        {}",
+            unknown(file_system.dns_name.as_deref())
+        );
+        out!(
+            "mount_name      {}",
+            unknown(file_system.mount_name.as_deref())
+        );
+        out!(
+            "capacity        {}",
+            file_system
+                .storage_capacity_gib
+                .map_or("(not reported)".to_owned(), |gib| format!("{gib} GiB"))
+        );
+        out!(
+            "deployment      {}",
+            unknown(file_system.deployment_type.as_deref())
+        );
+        out!("subnets         {}", file_system.subnet_ids.join(", "));
+        if let Some(message) = &file_system.failure_message {
+            out!("failure         {message}");
         }
-    }
-    Ok(())
+    })
 }
 
 /// Parses `30m`, `2h`, `90s` (humantime).

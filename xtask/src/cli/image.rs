@@ -27,8 +27,13 @@ pub use crate::images::ImageName;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Print (or write) the rendered Dockerfile of one of trnkit's images.
+    ///
+    /// Example: `cargo xtask image render --image training --out build/training`
     Render(RenderArgs),
     /// Build an image into the local Docker engine (no registry involved).
+    ///
+    /// Examples: `cargo xtask image build --image tensorboard`,
+    /// `cargo xtask image build --context ./my-image --repository me/custom`
     Build(BuildArgs),
     /// Make sure the ECR repository exists, then build and push an image unless the registry
     /// already holds its content tag; print the pushed reference and digest.
@@ -36,6 +41,9 @@ pub enum Command {
     /// Region and AWS credentials come from the standard AWS chain (AWS_PROFILE, AWS_REGION,
     /// environment keys, SSO, instance metadata); AWS_ENDPOINT_URL points it at another ECR
     /// endpoint (moto in tests).
+    ///
+    /// Examples: `cargo xtask image push --image training --tag latest`,
+    /// `cargo xtask image push --context ./my-image --repository my-team/custom`
     Push(PushArgs),
 }
 

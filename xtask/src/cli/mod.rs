@@ -109,40 +109,76 @@ pub enum Command {
     /// accepted its licence; preflight refuses a gated tokenizer without one and, when the Hub
     /// answers (connect 5 s, at most 15 s), checks that the token can read it. HF_ENDPOINT names
     /// a Hub mirror. The token reaches the cluster only in a Secret.
+    ///
+    /// Examples: `cargo xtask deploy --dry-run -o json`, `HF_TOKEN=hf_... cargo xtask deploy`,
+    /// `cargo xtask deploy --from compile --no-follow`
     Deploy(deploy::Args),
     /// Where the deployment stands: recorded steps, job conditions, latest loss and throughput.
+    ///
+    /// Example: `cargo xtask status -o json`
     Status(ops::StatusArgs),
     /// The training job's log (all ranks' output), optionally followed across launcher restarts.
+    ///
+    /// Examples: `cargo xtask logs --follow`, `cargo xtask logs --job compile --rank 1`
     Logs(ops::LogsArgs),
     /// Run `neuron-top` in a worker of the training job (through kubectl exec).
+    ///
+    /// Example: `cargo xtask top --worker 2`
     Top(ops::TopArgs),
     /// Stop training: delete the train and compile MPIJobs.
+    ///
+    /// Example: `cargo xtask stop`
     Stop,
     /// Print TensorBoard's URL, user and password.
+    ///
+    /// Example: `cargo xtask tensorboard -o json`
     Tensorboard(ops::TensorboardArgs),
     /// Delete what deploy created in the cluster (storage only with --storage; never ECR).
+    ///
+    /// Without --yes (-y) it only previews what it would remove and what it keeps, and exits 0.
+    ///
+    /// Examples: `cargo xtask cleanup` (the preview), `cargo xtask cleanup --storage --yes`
     Cleanup(ops::CleanupArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
+    ///
+    /// Example: `trnkit completions bash > ~/.local/share/bash-completion/completions/trnkit`
     Completions(ops::CompletionsArgs),
     /// Write a commented example configuration file.
+    ///
+    /// Example: `cargo xtask init` (writes ./trnkit.toml)
     Init(init::Args),
     /// Write every Kubernetes object trnkit would apply, as YAML, after validating each.
+    ///
+    /// Examples: `cargo xtask render --out manifests/`, `cargo xtask render --check`
     Render(render::Args),
     /// Tokenize JSONL into Megatron's indexed dataset format (accepts Megatron's and NeMo's flags).
+    ///
+    /// Example: `cargo xtask tokenize --input corpus.jsonl --tokenizer-type llama7b_tokenizer/
+    /// --output-prefix data/corpus --append-eod --need-pad-id -o json`
     Tokenize(tokenize::Args),
     /// Inspect and merge Megatron indexed datasets.
+    ///
+    /// Example: `cargo xtask dataset inspect data/corpus_text_document`
     #[command(subcommand)]
     Dataset(dataset::Command),
     /// Benchmarks that print figures.
+    ///
+    /// Example: `cargo xtask bench cache`
     #[command(subcommand)]
     Bench(bench::Command),
     /// Build and push the training, TensorBoard and staging images (or any context).
+    ///
+    /// Example: `cargo xtask image push --image training`
     #[command(subcommand)]
     Image(image::Command),
     /// Create, describe and delete the FSx for Lustre file system.
+    ///
+    /// Example: `cargo xtask fsx describe`
     #[command(subcommand)]
     Fsx(fsx::Command),
     /// Inspect, verify and prune the Neuron persistent compile cache.
+    ///
+    /// Example: `cargo xtask cache inspect --root /shared/neuron_cache`
     #[command(subcommand)]
     Cache(cache::Command),
 }

@@ -58,6 +58,8 @@ pub enum LogsAction {
     /// global step, the progress total, seconds per step, loss, throughput, consumed samples,
     /// the network (EFA or TCP), compile-cache events, the first fatal condition and whether
     /// the loss was ever NaN. Unknown values are null.
+    ///
+    /// Example: `kubectl logs test-mpi-train-launcher-abcde | cargo xtask logs analyze - -o json`
     Analyze(AnalyzeArgs),
 }
 
@@ -66,9 +68,10 @@ pub enum LogsAction {
 pub struct AnalyzeArgs {
     /// The log file; `-` for stdin.
     pub file: std::path::PathBuf,
-    /// `text` or `json` (one object).
-    #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
-    pub output: String,
+    /// `-o json|yaml`: one document with `last_global_step`, `total_steps`, `seconds_per_step`,
+    /// `loss`, `throughput`, `consumed_samples`, `network`, `cache`, `fatal` and `nan_loss`.
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
 }
 
 /// `cleanup`: delete what deploy created in the cluster.
@@ -371,12 +374,9 @@ fn analyze_file(args: &AnalyzeArgs) -> anyhow::Result<()> {
         String::from_utf8_lossy(&bytes).into_owned()
     };
     let analysis = crate::observe::analysis::analyze(&text);
-    if args.output == "json" {
-        println!("{}", serde_json::to_string(&analysis)?);
-    } else {
-        print!("{}", analysis_text(&analysis));
-    }
-    Ok(())
+    super::output::emit(args.output.format(), &analysis, || {
+        out!("{}", analysis_text(&analysis).trim_end());
+    })
 }
 
 /// `logs analyze`'s text output: one `key: value` line per figure, `-` when unknown.

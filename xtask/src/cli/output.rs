@@ -19,11 +19,43 @@ pub enum Format {
 }
 
 /// The `-o/--output` flag, flattened into each reporting command.
+///
+/// `--json` (hidden) is an alias of `-o json`, for the scripts and Jobs written before `-o`
+/// (deploy's cache-check Job runs `trnkit-stage cache inspect --coverage-only --json`). An
+/// explicit `-o` wins over it.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct OutputArgs {
     /// Output format: text, json (one document) or yaml.
-    #[arg(long = "output", short = 'o', value_enum, default_value_t = Format::Text)]
+    #[arg(
+        long = "output",
+        short = 'o',
+        value_enum,
+        default_value_t = Format::Text,
+        default_value_if("json", clap::builder::ArgPredicate::IsPresent, "json")
+    )]
     pub output: Format,
+    /// The same as `-o json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    /// `-o json`, as an argument value (for tests and for commands built in code).
+    pub const JSON: Self = Self {
+        output: Format::Json,
+        json: false,
+    };
+
+    /// The format asked for.
+    pub fn format(self) -> Format {
+        self.output
+    }
+
+    /// Whether the output is one document for a program (json or yaml): spinners and progress
+    /// bars stay off, and lines for people go to stderr.
+    pub fn is_document(self) -> bool {
+        self.output != Format::Text
+    }
 }
 
 /// Prints `report` as the format asks: `text` calls `text`, the others serialize `report`.

@@ -108,9 +108,12 @@ pub struct Args {
     /// it to end instead of failing at once.
     #[arg(long)]
     pub wait: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `-o json|yaml` prints the report on stdout as one document: `files`, `shard`, `lines`,
+    /// `documents`, `skipped_empty`, `bad_lines`, `bad_line_samples`, `tokens`, `bytes`,
+    /// `elapsed_seconds`, `engine` and `outputs` (one per key: `prefix`, `documents`,
+    /// `sequences`, `tokens`, `dtype`). The summary for people goes to stderr either way.
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -288,13 +291,10 @@ pub async fn tokenize(args: Args) -> anyhow::Result<TokenizeReport> {
 }
 
 pub async fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
-    let json = args.json;
+    let format = args.output.format();
     let report = tokenize(args).await?;
     print_report(&report);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
+    super::output::emit(format, &report, || {})
 }
 
 /// Stage the tokenizer and the dataset into a directory laid out like the blueprint's `/shared`:

@@ -634,7 +634,7 @@ async fn fsx_create_and_deploy_send_the_same_create_request() {
         throughput: None,
         no_wait: true,
         timeout: Duration::from_secs(60),
-        output: crate::cli::fsx::Output::Json,
+        output: crate::cli::output::OutputArgs::JSON,
     };
     let (created, was_created) = crate::cli::fsx::create_with(&cli_client, &args, &config, true)
         .await

@@ -230,3 +230,260 @@ async fn status_says_in_plain_words_what_there_is() {
         serde_yaml::from_slice(&yaml.stdout).expect("one YAML document");
     assert_eq!(report["target"], "local");
 }
+
+/// Every command's `--help` shows at least one example (`Example:` or `Examples:`), down to
+/// the last subcommand.
+#[test]
+fn every_command_help_shows_an_example() {
+    fn walk(command: &mut clap::Command, path: &str, missing: &mut Vec<String>, seen: &mut usize) {
+        for sub in command.get_subcommands_mut() {
+            let name = sub.get_name().to_owned();
+            if name == "help" {
+                continue;
+            }
+            let path = format!("{path} {name}");
+            *seen += 1;
+            let help = sub.render_long_help().to_string();
+            if !help.contains("Example") {
+                missing.push(path.clone());
+            }
+            walk(sub, &path, missing, seen);
+        }
+    }
+    let mut root = <xtask::cli::Cli as clap::CommandFactory>::command();
+    root.build();
+    let (mut missing, mut seen) = (Vec::new(), 0);
+    walk(&mut root, "trnkit", &mut missing, &mut seen);
+    assert!(seen >= 30, "walked only {seen} commands");
+    assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+}
+
+/// Runs `trnkit args` in `dir`, expects success, and parses stdout as one JSON document.
+async fn json_of(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let output = trnkit(dir, args).await;
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "{args:?} printed no single JSON document ({error}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// `tokenize`, `dataset inspect` and `cache inspect|prune|verify` print one documented JSON
+/// document with `-o json` (durations in seconds), the same as YAML with `-o yaml`, and the
+/// older `--json` still means `-o json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_one_json_or_yaml_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = xtask::deploy::sample::write_corpus(&dir.path().join("raw"), 2, 20, 3).unwrap();
+    xtask::deploy::sample::train_tokenizer(&corpus, &dir.path().join("tok"), 300).unwrap();
+
+    let report = json_of(
+        dir.path(),
+        &[
+            "tokenize",
+            "--input",
+            "raw",
+            "--tokenizer",
+            "tok",
+            "--output-prefix",
+            "out/corpus",
+            "--no-progress",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert!(report["elapsed_seconds"].is_f64(), "{report}");
+    assert!(report.get("elapsed").is_none(), "{report}");
+    assert_eq!(report["outputs"].as_array().unwrap().len(), 1, "{report}");
+    let documents = report["documents"].as_u64().unwrap();
+    assert!(documents > 0, "{report}");
+
+    let prefix = "out/corpus_text_document";
+    let inspected = json_of(dir.path(), &["dataset", "inspect", prefix, "-o", "json"]).await;
+    assert_eq!(
+        inspected["documents"].as_u64(),
+        Some(documents),
+        "{inspected}"
+    );
+    assert_eq!(inspected["report"]["problems"], serde_json::json!([]));
+    let alias = json_of(dir.path(), &["dataset", "inspect", prefix, "--json"]).await;
+    assert_eq!(alias, inspected, "--json is -o json");
+    let yaml = trnkit(dir.path(), &["dataset", "inspect", prefix, "-o", "yaml"]).await;
+    let from_yaml: serde_json::Value =
+        serde_yaml::from_slice(&yaml.stdout).expect("one YAML document");
+    assert_eq!(from_yaml, inspected);
+    let text = trnkit(dir.path(), &["dataset", "inspect", prefix]).await;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("consistent   yes"));
+
+    // A compile cache with one failed entry.
+    let root = dir.path().join("cache");
+    let entry = root.join("neuronxcc-2.16.345.0+8b9c8a7e/MODULE_00000000000000000002+725887e1");
+    fs_err::create_dir_all(&entry).unwrap();
+    fs_err::write(entry.join("model.hlo_module.pb"), b"hlo").unwrap();
+    fs_err::write(entry.join("model.log"), b"Failed compilation").unwrap();
+    let root_arg = root.to_str().unwrap();
+    let cache = json_of(
+        dir.path(),
+        &["cache", "inspect", "--root", root_arg, "-o", "json"],
+    )
+    .await;
+    assert_eq!(cache["entries"][0]["state"], "failed", "{cache}");
+    assert!(cache["coverage"].is_object(), "{cache}");
+    // deploy's cache-check Job: one line of JSON.
+    let line = trnkit(
+        dir.path(),
+        &[
+            "cache",
+            "inspect",
+            "--root",
+            root_arg,
+            "--coverage-only",
+            "--json",
+        ],
+    )
+    .await;
+    let line = String::from_utf8(line.stdout).unwrap();
+    assert_eq!(line.trim_end().lines().count(), 1, "{line}");
+    let coverage: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(coverage["coverage"].is_object(), "{line}");
+    let verify = json_of(
+        dir.path(),
+        &["cache", "verify", "--root", root_arg, "-o", "json"],
+    )
+    .await;
+    assert_eq!(verify["problems"], serde_json::json!([]), "{verify}");
+
+    // prune's preview: exit 0, nothing removed, the preview fields of every destructive command.
+    let preview = json_of(
+        dir.path(),
+        &[
+            "cache", "prune", "--root", root_arg, "--failed", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(preview["command"], "cache prune", "{preview}");
+    assert_eq!(preview["dry_run"], true, "{preview}");
+    assert_eq!(
+        preview["would_remove"].as_array().unwrap().len(),
+        1,
+        "{preview}"
+    );
+    assert!(entry.exists(), "a preview removes nothing");
+    let text = trnkit(
+        dir.path(),
+        &["cache", "prune", "--root", root_arg, "--failed"],
+    )
+    .await;
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("cache prune would remove 1 item(s):")
+            && text.contains("nothing was removed: run again with --yes (-y)"),
+        "{text}"
+    );
+    assert!(entry.exists(), "a preview removes nothing");
+    let pruned = json_of(
+        dir.path(),
+        &[
+            "cache", "prune", "--root", root_arg, "--failed", "-y", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(pruned["removed"], 1, "{pruned}");
+    assert!(pruned.get("would_remove").is_none(), "{pruned}");
+    assert!(!entry.exists());
+}
+
+/// `fsx delete` previews without `--yes` (exit 0, the file system still there), in the one
+/// wording of destructive commands, and deletes with `-y`; `fsx create|describe|delete` print
+/// one document with `-o json|yaml`. Against moto.
+#[tokio::test]
+async fn fsx_delete_previews_and_reports_are_documents() {
+    let Some(moto) = test_support::services::moto_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!(
+        "cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let fsx = |args: &[&str]| {
+        let mut argv = vec!["fsx"];
+        argv.extend_from_slice(args);
+        argv.extend(["--name", &name, "--region", "us-west-2"]);
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit"))
+            .args(argv)
+            .current_dir(dir.path())
+            .env_remove("TRNKIT_CONFIG")
+            .env("NO_COLOR", "1")
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .output()
+    };
+    let parse = |output: &Output| -> serde_json::Value {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("one JSON document")
+    };
+
+    let created = parse(
+        &fsx(&[
+            "create",
+            "--subnet-id",
+            "subnet-0a1b2c3d4e5f60718",
+            "--security-group-id",
+            "sg-0123456789abcdef0",
+            "--no-wait",
+            "-o",
+            "json",
+        ])
+        .await
+        .unwrap(),
+    );
+    assert_eq!(created["created"], true, "{created}");
+    let id = created["file_system_id"].as_str().unwrap().to_owned();
+    let described = fsx(&["describe", "-o", "yaml"]).await.unwrap();
+    let described: serde_json::Value =
+        serde_yaml::from_slice(&described.stdout).expect("one YAML document");
+    assert_eq!(described["file_system_id"], id.as_str());
+
+    let preview = fsx(&["delete"]).await.unwrap();
+    assert_eq!(preview.status.code(), Some(0), "{preview:?}");
+    let text = String::from_utf8_lossy(&preview.stdout);
+    assert!(
+        text.contains("fsx delete would remove 1 item(s):")
+            && text.contains(&id)
+            && text.contains("nothing was removed: run again with --yes (-y)"),
+        "{text}"
+    );
+    let preview = parse(&fsx(&["delete", "-o", "json"]).await.unwrap());
+    assert_eq!(preview["command"], "fsx delete");
+    assert_eq!(preview["removed"], false);
+    assert!(preview["would_remove"][0].as_str().unwrap().contains(&id));
+    let still = parse(&fsx(&["describe", "-o", "json"]).await.unwrap());
+    assert_eq!(
+        still["file_system_id"],
+        id.as_str(),
+        "a preview deletes nothing"
+    );
+
+    let deleted = parse(&fsx(&["delete", "-y", "-o", "json"]).await.unwrap());
+    assert_eq!(deleted["removed"], true, "{deleted}");
+    assert_eq!(deleted["file_system_id"], id.as_str());
+}

@@ -1,6 +1,6 @@
 //! Tests of `cargo xtask fsx`: its overrides of `[storage]` and its durations.
 
-use super::{CreateArgs, Output, Target, overridden};
+use super::{CreateArgs, Target, overridden};
 use crate::config::Config;
 use crate::storage;
 
@@ -18,7 +18,7 @@ fn args() -> CreateArgs {
         throughput: None,
         no_wait: true,
         timeout: std::time::Duration::from_secs(60),
-        output: Output::Json,
+        output: crate::cli::output::OutputArgs::JSON,
     }
 }
 
