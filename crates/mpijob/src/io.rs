@@ -295,6 +295,56 @@ impl Default for FollowOptions {
 
 type Lines = Pin<Box<dyn Stream<Item = std::io::Result<String>> + Send>>;
 
+/// The records of a log: lines ended by `\n`, and also the records a progress bar redraws in
+/// place with `\r` (NeMo's and tqdm's), so each progress update arrives when it is written
+/// instead of when a newline finally comes. `\r\n` ends one record; empty records are
+/// dropped; invalid UTF-8 is replaced.
+pub fn log_records<R>(reader: R) -> impl Stream<Item = std::io::Result<String>> + Send
+where
+    R: futures::AsyncBufRead + Send + Unpin,
+{
+    futures::stream::unfold(
+        (reader, Vec::new(), false),
+        |(mut reader, mut pending, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let buffer = match reader.fill_buf().await {
+                    Ok(buffer) => buffer,
+                    Err(error) => return Some((Err(error), (reader, pending, true))),
+                };
+                if buffer.is_empty() {
+                    // End of the stream: what is left is the last record.
+                    return (!pending.is_empty()).then(|| {
+                        let record = String::from_utf8_lossy(&pending).into_owned();
+                        (Ok(record), (reader, Vec::new(), true))
+                    });
+                }
+                match buffer
+                    .iter()
+                    .position(|&byte| byte == b'\n' || byte == b'\r')
+                {
+                    Some(end) => {
+                        pending.extend_from_slice(&buffer[..end]);
+                        reader.consume_unpin(end + 1);
+                        if !pending.is_empty() {
+                            let record = String::from_utf8_lossy(&pending).into_owned();
+                            pending.clear();
+                            return Some((Ok(record), (reader, pending, false)));
+                        }
+                    }
+                    None => {
+                        let length = buffer.len();
+                        pending.extend_from_slice(buffer);
+                        reader.consume_unpin(length);
+                    }
+                }
+            }
+        },
+    )
+}
+
 struct Attachment {
     pod: String,
     uid: String,
@@ -434,7 +484,7 @@ impl Follower {
         self.attachment = Some(Attachment {
             pod: name.clone(),
             uid: pod_uid.clone(),
-            lines: Box::pin(reader.lines()),
+            lines: Box::pin(log_records(Box::pin(reader))),
             read: 0,
             skip,
         });

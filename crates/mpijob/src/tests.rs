@@ -608,3 +608,26 @@ fn pod_annotations_reach_both_pod_templates() {
     let problems = schema::validate_value(&serde_json::to_value(&job).unwrap());
     assert!(problems.is_empty(), "{problems}");
 }
+
+/// Progress bars redraw in place with `\r`: each redraw is a record of its own, so a follower
+/// sees progress as it is written, not only at the next newline.
+#[tokio::test]
+async fn log_records_split_on_carriage_returns_and_newlines() {
+    use futures::StreamExt as _;
+    let log =
+        "Epoch 0:  1%| 1/100 [00:14<23:06, 14.00s/it]\rEpoch 0:  2%| 2/100\r\n\nstep done\nlast";
+    let reader = futures::io::BufReader::with_capacity(7, futures::io::Cursor::new(log.as_bytes()));
+    let records: Vec<String> = crate::io::log_records(reader)
+        .map(|record| record.unwrap())
+        .collect()
+        .await;
+    assert_eq!(
+        records,
+        [
+            "Epoch 0:  1%| 1/100 [00:14<23:06, 14.00s/it]",
+            "Epoch 0:  2%| 2/100",
+            "step done",
+            "last"
+        ]
+    );
+}
