@@ -32,7 +32,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Build an image into the local Docker engine (no registry involved).
     ///
-    /// Examples: `cargo xtask image build --image tensorboard`,
+    /// Examples: `cargo xtask image build --image tensorboard -o json`,
     /// `cargo xtask image build --context ./my-image --repository me/custom`
     Build(BuildArgs),
     /// Make sure the ECR repository exists, then build and push an image unless the registry
@@ -42,7 +42,7 @@ pub enum Command {
     /// environment keys, SSO, instance metadata); AWS_ENDPOINT_URL points it at another ECR
     /// endpoint (moto in tests).
     ///
-    /// Examples: `cargo xtask image push --image training --tag latest`,
+    /// Examples: `cargo xtask image push --image training --tag latest -o json`,
     /// `cargo xtask image push --context ./my-image --repository my-team/custom`
     Push(PushArgs),
 }
@@ -118,6 +118,10 @@ pub struct BuildArgs {
     /// trnkit/custom for --context).
     #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
+    /// `-o json|yaml`: one document: `reference`, `image_id`, `built` (false when the content
+    /// tag was already built).
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
 }
 
 /// `image push`.
@@ -166,6 +170,11 @@ pub struct PushArgs {
     /// retried with exponential backoff.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub attempts: u32,
+    /// `-o json|yaml`: one document: `reference` (the content tag), `digest`, `pinned`
+    /// (`repository@digest`), `pushed` (false when the registry held it already), `image_id`
+    /// and `tags` (each `reference`, `digest`, `moved`).
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
 }
 
 /// Tag mutability of the ECR repository.
@@ -399,9 +408,43 @@ async fn build(args: BuildArgs, global: &Global) -> anyhow::Result<()> {
     } else {
         eprintln!("{} is already built (nothing to do)", local.reference);
     }
-    println!("{}", local.reference);
-    println!("{}", local.image_id);
-    Ok(())
+    let report = BuildReport {
+        reference: &local.reference,
+        image_id: &local.image_id,
+        built: local.built,
+    };
+    super::output::emit(args.output.format(), &report, || {
+        out!("{}", local.reference);
+        out!("{}", local.image_id);
+    })
+}
+
+/// `image build -o json|yaml`.
+#[derive(serde::Serialize)]
+struct BuildReport<'a> {
+    reference: &'a str,
+    image_id: &'a str,
+    built: bool,
+}
+
+/// `image push -o json|yaml`.
+#[derive(serde::Serialize)]
+struct PushReport {
+    reference: String,
+    digest: String,
+    pinned: String,
+    pushed: bool,
+    image_id: Option<String>,
+    tags: Vec<PushedTag>,
+}
+
+/// A human tag `image push` pointed at the image.
+#[derive(serde::Serialize)]
+struct PushedTag {
+    reference: String,
+    digest: String,
+    /// Whether this push moved it (false: it already pointed at the image).
+    moved: bool,
 }
 
 /// The human tags `image push` moves: `--tag`s when given, else deploy's for the image.
@@ -529,9 +572,26 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
             }
         );
     }
-    println!("{}", published.reference);
-    println!("{}", published.pinned());
-    Ok(())
+    let report = PushReport {
+        reference: published.reference.to_string(),
+        digest: published.digest.clone(),
+        pinned: published.pinned(),
+        pushed: published.pushed,
+        image_id: published.image_id.clone(),
+        tags: published
+            .extra_tags
+            .iter()
+            .map(|tag| PushedTag {
+                reference: tag.reference.to_string(),
+                digest: tag.digest.clone(),
+                moved: tag.moved,
+            })
+            .collect(),
+    };
+    super::output::emit(args.output.format(), &report, || {
+        out!("{}", report.reference);
+        out!("{}", report.pinned);
+    })
 }
 
 /// Progress bars on stderr for the library's events.

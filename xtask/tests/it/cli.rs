@@ -487,3 +487,64 @@ async fn fsx_delete_previews_and_reports_are_documents() {
     assert_eq!(deleted["removed"], true, "{deleted}");
     assert_eq!(deleted["file_system_id"], id.as_str());
 }
+
+/// `image build -o json` prints one document with the local reference, the image id and
+/// whether it was built; a second run finds it built. Needs the Docker engine.
+#[tokio::test]
+async fn image_build_reports_one_json_document() {
+    let Some(socket) = test_support::services::docker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("ctx");
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\n",
+    )
+    .unwrap();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    fs_err::write(context.join("hello"), &nonce).unwrap();
+    let build = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trnkit"))
+            .args([
+                "--quiet",
+                "image",
+                "build",
+                "--context",
+                "ctx",
+                "--repository",
+                "trnkit-test/cli-output",
+                "-o",
+                "json",
+            ])
+            .current_dir(dir.path())
+            .env_remove("TRNKIT_CONFIG")
+            .env("DOCKER_HOST", &socket)
+            .output()
+    };
+    let first = build().await.unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).expect("one document");
+    assert_eq!(report["built"], true, "{report}");
+    assert!(
+        report["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("trnkit-test/cli-output:"),
+        "{report}"
+    );
+    assert!(!report["image_id"].as_str().unwrap().is_empty(), "{report}");
+    let again: serde_json::Value =
+        serde_json::from_slice(&build().await.unwrap().stdout).expect("one document");
+    assert_eq!(again["built"], false, "{again}");
+    assert_eq!(again["reference"], report["reference"]);
+}
