@@ -371,7 +371,7 @@ fn tokenize_here(
             super::tokenize::ModeArg::Megatron => Mode::Megatron,
         };
         let load = std::time::Instant::now();
-        let mut tok = Tokenizer::from_path(&tokenizer, mode, mode == Mode::Nemo)
+        let mut tok = Tokenizer::from_path(tokenizer, mode, mode == Mode::Nemo)
             .with_context(|| format!("loading {}", tokenizer.display()))?;
         let load = load.elapsed();
         if reference {

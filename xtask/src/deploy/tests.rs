@@ -287,7 +287,8 @@ async fn local_profile_runs_for_real_and_is_then_up_to_date() {
     // and a deleted compile cache: each step whose output went runs again and puts it back.
     let checkout = layout.code_checkout();
     let tokenizer = layout.tokenizer_dir().join("tokenizer.json");
-    let cases: Vec<(&str, Box<dyn Fn()>, StepId)> = vec![
+    type Damage<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Damage<'_>, StepId)> = vec![
         (
             "tokenizer deleted",
             Box::new(|| fs_err::remove_dir_all(layout.tokenizer_dir()).unwrap()),
