@@ -128,7 +128,7 @@ pub enum Command {
     /// Stop training: delete the train and compile MPIJobs.
     ///
     /// Example: `cargo xtask stop`
-    Stop,
+    Stop(ops::StopArgs),
     /// Print TensorBoard's URL, user and password.
     ///
     /// Example: `cargo xtask tensorboard -o json`
@@ -303,7 +303,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => ops::status(args, &global).await,
         Command::Logs(args) => ops::logs(args, &global).await,
         Command::Top(args) => ops::top(args, &global).await,
-        Command::Stop => ops::stop(&global).await,
+        Command::Stop(args) => ops::stop(args, &global).await,
         Command::Tensorboard(args) => ops::tensorboard(args, &global).await,
         Command::Cleanup(args) => ops::cleanup(args, &global).await,
         Command::Completions(args) => {

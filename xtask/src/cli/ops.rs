@@ -483,7 +483,25 @@ fn kubectl(args: &[String]) -> tokio::process::Command {
     command
 }
 
-pub async fn stop(global: &Global) -> anyhow::Result<()> {
+/// `stop`: delete the train and compile MPIJobs.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// `-o json|yaml`: one document: `command` (`stop`) and `deleted` (the MPIJobs that
+    /// existed and were deleted).
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
+}
+
+/// What `stop` and `cleanup --yes` removed, for `-o json|yaml`.
+#[derive(Debug, serde::Serialize)]
+struct Removed {
+    command: &'static str,
+    /// Each object removed, in words (`MPIJob llama2-train`).
+    deleted: Vec<String>,
+    removed: bool,
+}
+
+pub async fn stop(args: StopArgs, global: &Global) -> anyhow::Result<()> {
     let config = super::load_config(global)?;
     anyhow::ensure!(
         config.cluster.target == Target::Eks,
@@ -491,15 +509,32 @@ pub async fn stop(global: &Global) -> anyhow::Result<()> {
     );
     let client = super::cluster::client(&config).await?;
     let jobs: Api<MPIJob> = Api::namespaced(client, &config.cluster.namespace);
+    let mut deleted = Vec::new();
     for name in [
         &config.training.train_job_name,
         &config.training.compile_job_name,
     ] {
         if mpijob::io::delete(&jobs, name).await? {
-            println!("deleted MPIJob {name}");
+            deleted.push(format!("MPIJob {name}"));
         }
     }
-    Ok(())
+    let report = Removed {
+        command: "stop",
+        removed: !deleted.is_empty(),
+        deleted,
+    };
+    super::output::emit(args.output.format(), &report, || {
+        if report.deleted.is_empty() {
+            out!(
+                "no MPIJob to delete: neither {} nor {} exists",
+                config.training.train_job_name,
+                config.training.compile_job_name
+            );
+        }
+        for object in &report.deleted {
+            out!("deleted {object}");
+        }
+    })
 }
 
 /// `tensorboard`: TensorBoard's address, user and password.
@@ -664,8 +699,17 @@ pub async fn cleanup(args: CleanupArgs, global: &Global) -> anyhow::Result<()> {
     }
     let deleted =
         crate::kube::apply::delete_all(&client, &objects, &config.cluster.namespace).await?;
-    println!("deleted {} objects", deleted.len());
-    Ok(())
+    let report = Removed {
+        command: "cleanup",
+        removed: !deleted.is_empty(),
+        deleted,
+    };
+    super::output::emit(args.output.output, &report, || {
+        for object in &report.deleted {
+            out!("deleted {object}");
+        }
+        out!("deleted {} objects", report.deleted.len());
+    })
 }
 
 /// `completions`: print a shell completion script for the installed `trnkit` command

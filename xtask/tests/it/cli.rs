@@ -548,3 +548,32 @@ async fn image_build_reports_one_json_document() {
     assert_eq!(again["built"], false, "{again}");
     assert_eq!(again["reference"], report["reference"]);
 }
+
+/// `cleanup` without `--yes` previews in the wording `fsx delete` and `cache prune` share, as
+/// text or as one document, and exits 0.
+#[tokio::test]
+async fn cleanup_previews_in_the_one_wording() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = trnkit(dir.path(), &["cleanup", "--storage"]).await;
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("cleanup would remove ")
+            && text.contains("kept: ")
+            && text.contains("nothing was removed: run again with --yes (-y)"),
+        "{text}"
+    );
+    let yaml = trnkit(dir.path(), &["cleanup", "-o", "yaml"]).await;
+    let preview: serde_json::Value =
+        serde_yaml::from_slice(&yaml.stdout).expect("one YAML document");
+    assert_eq!(preview["command"], "cleanup");
+    assert_eq!(preview["removed"], false);
+    assert!(
+        preview["would_remove"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|item| item.as_str().unwrap().starts_with("MPIJob ")),
+        "{preview}"
+    );
+}
