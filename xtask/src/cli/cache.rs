@@ -394,22 +394,15 @@ fn print_prune(report: &neuron_cache::PruneReport) {
         }
         out!("{line}");
     }
-    if report.dry_run {
-        out!(
-            "preview: {} item(s), {} would be freed; nothing was changed. Run again with --yes to remove them",
-            report.entries.len(),
-            bytes(report.bytes_freed)
-        );
-    } else {
-        out!(
-            "done: {} removed, {} kept, {} failed of {} item(s); {} freed",
-            report.removed,
-            report.kept,
-            report.failed,
-            report.entries.len(),
-            bytes(report.bytes_freed)
-        );
-    }
+    // A preview is printed by `prune_preview`, in the wording every destructive command uses.
+    out!(
+        "done: {} removed, {} kept, {} failed of {} item(s); {} freed",
+        report.removed,
+        report.kept,
+        report.failed,
+        report.entries.len(),
+        bytes(report.bytes_freed)
+    );
 }
 
 #[derive(Serialize)]

@@ -2,7 +2,12 @@
 //! (as kubectl's), and one wording for the destructive commands' preview.
 //!
 //! JSON is one document (pretty-printed) with the fields each command documents; durations
-//! are numbers of seconds. YAML is the same document as YAML.
+//! are numbers of seconds. YAML is the same document as YAML. `--json`, hidden, is an alias of
+//! `-o json` (the older flag of `cache`, `dataset inspect` and `tokenize`).
+//!
+//! The destructive commands (`cleanup`, `fsx delete`, `cache prune`) take [`ConfirmArgs`]: without
+//! `--yes` they print a [`Preview`] and exit 0. `cache prune -o json` prints its richer report
+//! with the preview's `command`, `would_remove` and `keeps` added (its `removed` is a count).
 
 use serde::Serialize;
 
