@@ -28,10 +28,28 @@ async fn check(layout: &SharedLayout, config: &Config) -> neuron_cache::Coverage
     parse_cache_check(&stdout).unwrap_or_else(|| panic!("not the check's line: {stdout}"))
 }
 
+/// An entry under the training image's neuronx-cc (the version the check pins).
 fn entry(layout: &SharedLayout, flags_key: &str, graph: &str, files: &[(&str, &[u8])]) {
+    let version = xtask::images::training_image(&Config::default()).neuronx_cc_version;
+    entry_of(
+        layout,
+        &format!("{version}+82129205"),
+        flags_key,
+        graph,
+        files,
+    );
+}
+
+fn entry_of(
+    layout: &SharedLayout,
+    version: &str,
+    flags_key: &str,
+    graph: &str,
+    files: &[(&str, &[u8])],
+) {
     let dir = layout
         .compile_cache()
-        .join("neuronxcc-2.21.33363.0+82129205")
+        .join(format!("neuronxcc-{version}"))
         .join(format!("MODULE_{graph}+{flags_key}"));
     fs_err::create_dir_all(&dir).unwrap();
     for (name, contents) in files {
@@ -61,6 +79,14 @@ async fn the_rendered_check_reads_the_cache_with_the_real_binary() {
     entry(&layout, &key, "1111111111111111111", done);
     entry(&layout, &key, "2222222222222222222", done);
     entry(&layout, "ffffffff", "3333333333333333333", done);
+    // Another compiler's complete entry for the same flags does not count.
+    entry_of(
+        &layout,
+        "2.21.33363.0+82129205",
+        &key,
+        "5555555555555555555",
+        done,
+    );
     let warm = check(&layout, &config).await;
     assert_eq!(warm.complete, 2, "{warm:?}");
     assert!(warm.is_ready());
