@@ -25,10 +25,108 @@ use rustc_hash::FxHashMap;
 pub(crate) struct FastBpe {
     vocab: FxHashMap<Box<str>, u32>,
     ascii: [Option<u32>; 128],
+    /// Single-character tokens beyond ASCII, by character (cheaper than hashing a string).
+    chars: FxHashMap<char, u32>,
     bytes: Option<[u32; 256]>,
-    merges: FxHashMap<u64, (u32, u32)>,
+    merges: Merges,
     unk: Option<u32>,
     fuse_unk: bool,
+}
+
+/// The merges, `(left id, right id)` to `(rank, merged id)`.
+///
+/// With every id below 2^16 (Llama's 32000) the pairs live in a compact open-addressing table:
+/// one `u64` slot holds the pair (high half) and the rank (low half), probed linearly from a
+/// Fibonacci hash, so a lookup is usually one cache line, and the whole table (twice the merge
+/// count, rounded up to a power of two, 1 MiB for Llama-2) stays in a core's L2 cache. The merged
+/// id is `results[rank]`. Larger vocabularies use a hash map.
+enum Merges {
+    Compact {
+        slots: Vec<u64>,
+        shift: u32,
+        results: Vec<u32>,
+    },
+    Map(FxHashMap<u64, (u32, u32)>),
+}
+
+const EMPTY_SLOT: u64 = u64::MAX;
+
+impl Merges {
+    fn new(list: &[(u32, u32, u32)]) -> Merges {
+        let compact =
+            list.len() < (1 << 30) && list.iter().all(|&(a, b, _)| a < 0xFFFF && b < 0xFFFF);
+        if !compact {
+            return Merges::Map(
+                list.iter()
+                    .enumerate()
+                    .map(|(rank, &(a, b, id))| (pair(a, b), (rank as u32, id)))
+                    .collect(),
+            );
+        }
+        let size = (list.len() * 2).next_power_of_two().max(16);
+        let bits = size.trailing_zeros();
+        let mut slots = vec![EMPTY_SLOT; size];
+        let mut results = Vec::with_capacity(list.len());
+        for (rank, &(a, b, id)) in list.iter().enumerate() {
+            let key = (a << 16) | b;
+            let mut at = Self::home(key, 64 - bits);
+            // A pair listed twice keeps its last rank, as a map built in order does.
+            loop {
+                let slot = slots[at];
+                if slot == EMPTY_SLOT {
+                    slots[at] = (u64::from(key) << 32) | rank as u64;
+                    break;
+                }
+                if (slot >> 32) as u32 == key {
+                    slots[at] = (u64::from(key) << 32) | rank as u64;
+                    break;
+                }
+                at = (at + 1) & (size - 1);
+            }
+            results.push(id);
+        }
+        Merges::Compact {
+            slots,
+            shift: 64 - bits,
+            results,
+        }
+    }
+
+    #[inline]
+    fn home(key: u32, shift: u32) -> usize {
+        (u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+    }
+
+    /// `(rank, merged id)` of the pair `(a, b)`.
+    #[inline]
+    fn get(&self, a: u32, b: u32) -> Option<(u32, u32)> {
+        match self {
+            Merges::Compact {
+                slots,
+                shift,
+                results,
+            } => {
+                if a >= 0xFFFF || b >= 0xFFFF {
+                    return None;
+                }
+                let key = (a << 16) | b;
+                let mask = slots.len() - 1;
+                let mut at = Self::home(key, *shift);
+                loop {
+                    let slot = slots[at];
+                    if slot == EMPTY_SLOT {
+                        return None;
+                    }
+                    if (slot >> 32) as u32 == key {
+                        let rank = slot as u32;
+                        return Some((rank, results[rank as usize]));
+                    }
+                    at = (at + 1) & mask;
+                }
+            }
+            Merges::Map(map) => map.get(&pair(a, b)).copied(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -80,8 +178,8 @@ impl FastBpe {
             .get("merges")
             .and_then(|m| m.as_array())
             .ok_or("model without merges")?;
-        let mut merges: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
-        for (rank, merge) in merges_json.iter().enumerate() {
+        let mut merges = Vec::with_capacity(merges_json.len());
+        for merge in merges_json {
             let (a, b) = match merge {
                 serde_json::Value::Array(parts) if parts.len() == 2 => (
                     parts[0].as_str().ok_or("bad merge")?,
@@ -94,8 +192,19 @@ impl FastBpe {
             let new_id = *vocab
                 .get(format!("{a}{b}").as_str())
                 .ok_or("merge result out of vocabulary")?;
-            merges.insert(pair(a_id, b_id), (rank as u32, new_id));
+            merges.push((a_id, b_id, new_id));
         }
+        let merges = Merges::new(&merges);
+        let chars = vocab
+            .iter()
+            .filter_map(|(token, &id)| {
+                let mut chars = token.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if !c.is_ascii() => Some((c, id)),
+                    _ => None,
+                }
+            })
+            .collect();
         let mut ascii = [None; 128];
         for (c, slot) in ascii.iter_mut().enumerate() {
             let ch = char::from(c as u8);
@@ -138,6 +247,7 @@ impl FastBpe {
         Ok(FastBpe {
             vocab,
             ascii,
+            chars,
             bytes,
             merges,
             unk,
@@ -164,6 +274,36 @@ impl FastBpe {
         isolated
     }
 
+    /// Which adjacent ASCII pairs BPE can never merge across: bit `b` of `table[a]` is set when
+    /// `a` and `b` are single-character tokens (so they start as their own symbols, never as
+    /// bytes or the unknown token), neither is a space, and no vocabulary token contains `ab`.
+    /// A merged symbol's text is the concatenation of the characters it covers, so a symbol
+    /// that spans such a pair would be a token containing `ab`: the word then encodes as its
+    /// two sides encoded apart (merges on one side never change the pairs of the other, and
+    /// equal ranks are the same pair, so the order among sides does not matter).
+    pub(crate) fn separable_ascii(&self) -> [u128; 128] {
+        let mut joined = [0u128; 128];
+        for token in self.vocab.keys() {
+            for pair in token.as_bytes().windows(2) {
+                if pair[0] < 128 && pair[1] < 128 {
+                    joined[usize::from(pair[0])] |= 1 << pair[1];
+                }
+            }
+        }
+        let mut separable = [0u128; 128];
+        for a in 0..128 {
+            if self.ascii[a].is_none() || a == usize::from(b' ') {
+                continue;
+            }
+            for b in 0..128 {
+                if self.ascii[b].is_some() && b != usize::from(b' ') && joined[a] & (1 << b) == 0 {
+                    separable[a] |= 1 << b;
+                }
+            }
+        }
+        separable
+    }
+
     /// Merges a short word by scanning: leftmost lowest-rank pair first.
     fn merge_short(&self, out: &mut Vec<u32>, scratch: &mut Scratch) {
         let ids = &mut scratch.ids;
@@ -171,12 +311,7 @@ impl FastBpe {
         ids.extend(scratch.symbols.iter().map(|s| s.id));
         let ranks = &mut scratch.ranks;
         ranks.clear();
-        let lookup = |a: u32, b: u32| {
-            self.merges
-                .get(&pair(a, b))
-                .copied()
-                .unwrap_or((u32::MAX, 0))
-        };
+        let lookup = |a: u32, b: u32| self.merges.get(a, b).unwrap_or((u32::MAX, 0));
         for w in ids.windows(2) {
             ranks.push(lookup(w[0], w[1]));
         }
@@ -229,7 +364,7 @@ impl FastBpe {
             let id = if (ch as u32) < 128 {
                 self.ascii[ch as usize]
             } else {
-                self.vocab.get(&word[i..i + len]).copied()
+                self.chars.get(&ch).copied()
             };
             if let Some(id) = id {
                 if let Some((unk_id, unk_len)) = unk.take() {
@@ -268,9 +403,7 @@ impl FastBpe {
         let heap = &mut scratch.heap;
         heap.clear();
         for index in 0..symbols.len().saturating_sub(1) {
-            if let Some(&(rank, new_id)) = self
-                .merges
-                .get(&pair(symbols[index].id, symbols[index + 1].id))
+            if let Some((rank, new_id)) = self.merges.get(symbols[index].id, symbols[index + 1].id)
             {
                 heap.push(Reverse((rank, index as u32, new_id)));
             }
@@ -282,8 +415,8 @@ impl FastBpe {
             }
             let next_pos = symbols[pos].next as usize;
             let right = symbols[next_pos];
-            match self.merges.get(&pair(symbols[pos].id, right.id)) {
-                Some(&(_, id)) if id == new_id => {}
+            match self.merges.get(symbols[pos].id, right.id) {
+                Some((_, id)) if id == new_id => {}
                 _ => continue,
             }
             symbols[pos].id = new_id;
@@ -296,16 +429,14 @@ impl FastBpe {
             let current = symbols[pos];
             if current.prev >= 0 {
                 let prev = current.prev as usize;
-                if let Some(&(rank, id)) = self.merges.get(&pair(symbols[prev].id, current.id)) {
+                if let Some((rank, id)) = self.merges.get(symbols[prev].id, current.id) {
                     heap.push(Reverse((rank, prev as u32, id)));
                 }
             }
             let next = current.next;
             if next >= 0
                 && (next as usize) < symbols.len()
-                && let Some(&(rank, id)) = self
-                    .merges
-                    .get(&pair(current.id, symbols[next as usize].id))
+                && let Some((rank, id)) = self.merges.get(current.id, symbols[next as usize].id)
             {
                 heap.push(Reverse((rank, pos as u32, id)));
             }

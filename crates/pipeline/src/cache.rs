@@ -1,6 +1,8 @@
-//! The per-worker cache of encoded pieces: keys and ids live in two flat arenas and the table
-//! holds offsets, so an insert does not allocate and clearing is O(1) in allocations.
-//! When the arenas pass their budget the cache starts over, bounding memory per worker.
+//! The per-worker cache of encoded pieces: each entry's key and ids live together in one flat
+//! arena of `u32` words (the key's bytes packed four to a word, then the ids), and the table
+//! holds offsets, so an insert does not allocate, a hit reads one record, and clearing is O(1)
+//! in allocations. When the arena passes its budget the cache starts over, bounding memory per
+//! worker.
 
 use std::hash::BuildHasher;
 
@@ -10,26 +12,38 @@ use rustc_hash::FxBuildHasher;
 #[derive(Clone, Copy)]
 struct Entry {
     hash: u64,
-    key_start: u32,
-    key_len: u32,
-    ids_start: u32,
-    ids_len: u32,
+    at: u32,
+    key_len: u16,
+    ids_len: u16,
 }
 
 /// Piece text to ids.
 pub(crate) struct PieceCache {
     table: HashTable<Entry>,
-    keys: Vec<u8>,
-    ids: Vec<u32>,
+    arena: Vec<u32>,
     budget_bytes: usize,
+}
+
+/// The `u32` words of `key`'s bytes, little-endian, the last one zero-padded.
+#[inline]
+fn words(key: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    key.chunks(4).map(|chunk| {
+        let mut word = [0u8; 4];
+        word[..chunk.len()].copy_from_slice(chunk);
+        u32::from_le_bytes(word)
+    })
+}
+
+#[inline]
+fn word_count(key_len: usize) -> usize {
+    key_len.div_ceil(4)
 }
 
 impl PieceCache {
     pub(crate) fn new(budget_bytes: usize) -> Self {
         PieceCache {
             table: HashTable::new(),
-            keys: Vec::new(),
-            ids: Vec::new(),
+            arena: Vec::new(),
             budget_bytes,
         }
     }
@@ -41,32 +55,45 @@ impl PieceCache {
 
     #[inline]
     pub(crate) fn get(&self, hash: u64, piece: &str) -> Option<&[u32]> {
-        let keys = &self.keys;
+        let arena = &self.arena;
+        let key = piece.as_bytes();
         self.table
             .find(hash, |e| {
                 e.hash == hash
-                    && &keys[e.key_start as usize..(e.key_start + e.key_len) as usize]
-                        == piece.as_bytes()
+                    && usize::from(e.key_len) == key.len()
+                    && arena[e.at as usize..]
+                        .iter()
+                        .zip(words(key))
+                        .all(|(&stored, word)| stored == word)
             })
-            .map(|e| &self.ids[e.ids_start as usize..(e.ids_start + e.ids_len) as usize])
+            .map(|e| {
+                let ids = e.at as usize + word_count(usize::from(e.key_len));
+                &arena[ids..ids + usize::from(e.ids_len)]
+            })
     }
 
+    /// Remembers `ids` for `piece`; a piece or ids longer than 65535 are not kept.
     pub(crate) fn insert(&mut self, hash: u64, piece: &str, ids: &[u32]) {
-        let used = self.keys.len() + 4 * self.ids.len() + 24 * self.table.len();
-        if used + piece.len() + 4 * ids.len() > self.budget_bytes {
+        let (Ok(key_len), Ok(ids_len)) = (u16::try_from(piece.len()), u16::try_from(ids.len()))
+        else {
+            return;
+        };
+        let record = word_count(piece.len()) + ids.len();
+        let used = 4 * self.arena.len() + 24 * self.table.len();
+        if used + 4 * record + 24 > self.budget_bytes
+            || self.arena.len() + record > u32::MAX as usize
+        {
             self.table.clear();
-            self.keys.clear();
-            self.ids.clear();
+            self.arena.clear();
         }
         let entry = Entry {
             hash,
-            key_start: self.keys.len() as u32,
-            key_len: piece.len() as u32,
-            ids_start: self.ids.len() as u32,
-            ids_len: ids.len() as u32,
+            at: self.arena.len() as u32,
+            key_len,
+            ids_len,
         };
-        self.keys.extend_from_slice(piece.as_bytes());
-        self.ids.extend_from_slice(ids);
+        self.arena.extend(words(piece.as_bytes()));
+        self.arena.extend_from_slice(ids);
         self.table.insert_unique(hash, entry, |e| e.hash);
     }
 }

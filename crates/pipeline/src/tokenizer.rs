@@ -22,6 +22,11 @@
 //! either. The property holds for Llama-2; it is checked when the tokenizer loads, and any
 //! tokenizer that does not have this shape or property uses the reference encoder instead
 //! ([`Tokenizer::fallback_reason`] says why).
+//!
+//! By the same argument the text is also cut between two ASCII characters that no vocabulary
+//! token holds side by side (`d,` or `(f` in Llama-2), which makes the pieces short and
+//! frequent: most are cache hits, and a one-character piece is looked up in a table. Pieces are
+//! found on the raw text and keyed by their raw bytes, so the text is never copied whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,6 +129,11 @@ struct FastPlan {
     bpe: FastBpe,
     /// ASCII characters that BPE never merges with a neighbour (cut before and after them).
     isolated: [bool; 128],
+    /// ASCII pairs that BPE never merges across ([`FastBpe::separable_ascii`]): a piece missing
+    /// from the cache is cut between them and its parts go through the cache.
+    separable: [u128; 128],
+    /// The id of each one-byte piece that encodes to a single id (`▁` for a space).
+    single: [Option<u32>; 128],
 }
 
 /// Reads the `tokenizer_config.json` value of a special token: a string or `{"content": ..}`.
@@ -321,6 +331,7 @@ impl Tokenizer {
             tokenizer: self.clone(),
             cache: PieceCache::new(CACHE_BUDGET_BYTES),
             normalized: String::new(),
+            piece: String::new(),
             scratch: Scratch::default(),
         }
     }
@@ -507,6 +518,18 @@ impl FastPlan {
             .map_err(|e| format!("could not serialize the model: {e}"))?;
         let bpe = FastBpe::from_model_json(&model_json)?;
         let isolated = bpe.isolated_ascii();
+        let separable = bpe.separable_ascii();
+        let mut single = [None; 128];
+        let mut scratch = Scratch::default();
+        for (byte, slot) in (0u8..128).zip(single.iter_mut()) {
+            let mut piece = String::new();
+            normalize_into(char::from(byte).encode_utf8(&mut [0; 4]), &mut piece);
+            let mut ids = Vec::new();
+            bpe.encode_word(&piece, &mut ids, &mut scratch);
+            if let [id] = ids[..] {
+                *slot = Some(id);
+            }
+        }
         Ok(FastPlan {
             prefix_rule,
             added,
@@ -515,6 +538,8 @@ impl FastPlan {
             suffix,
             bpe,
             isolated,
+            separable,
+            single,
         })
     }
 }
@@ -524,7 +549,10 @@ impl FastPlan {
 pub struct Encoder {
     tokenizer: Tokenizer,
     cache: PieceCache,
+    /// The first piece of a text, normalized (it is keyed that way).
     normalized: String,
+    /// A piece normalized for the BPE model after a cache miss.
+    piece: String,
     scratch: Scratch,
 }
 
@@ -575,15 +603,19 @@ impl Encoder {
         Ok(())
     }
 
-    /// Normalizes a piece without added tokens (prepend ▁, spaces to ▁), cuts it before every
-    /// ▁ that follows another character, and encodes the pieces through the cache.
+    /// Cuts text without added tokens into the pieces of its normalized form (prepend ▁,
+    /// spaces to ▁) and encodes them through the cache. A cut falls before every ▁ that follows
+    /// another character and around every isolated ASCII character.
+    ///
+    /// The text is not normalized as a whole: each piece is found on the raw text and its raw
+    /// bytes are the cache key, since a raw piece's normalized form is the same string with
+    /// spaces as ▁ (and a normalized key, without spaces, stands for itself). Only the first
+    /// piece, which carries the prepended ▁ that has no raw counterpart, is keyed by its
+    /// normalized form.
     fn encode_plain(&mut self, plan: &FastPlan, text: &str, at_start: bool, out: &mut Vec<u32>) {
         if text.is_empty() {
             return;
         }
-        let mut normalized = std::mem::take(&mut self.normalized);
-        normalized.clear();
-        normalized.reserve(text.len() + 3 + text.len() / 4);
         let prepend = match plan.prefix_rule {
             Prefix::Legacy => true,
             Prefix::Metaspace {
@@ -596,58 +628,91 @@ impl Encoder {
                     && !text.starts_with(META)
             }
         };
-        if prepend {
-            normalized.push(META);
-        }
-        // Replace spaces by ▁, copying runs between spaces in bulk.
         let bytes = text.as_bytes();
-        let mut from = 0;
-        for at in memchr::memchr_iter(b' ', bytes) {
-            normalized.push_str(&text[from..at]);
-            normalized.push(META);
-            from = at + 1;
-        }
-        normalized.push_str(&text[from..]);
-
-        // Cut before every ▁ (E2 96 81) whose previous character is not ▁, and around every
-        // isolated ASCII character.
-        let nb = normalized.as_bytes();
         let mut start = 0;
+        // Whether the piece that starts at `start` begins with the prepended ▁.
+        let mut prefixed = prepend;
+        // Whether the previous normalized character is ▁.
+        let mut previous_meta = prepend;
         let mut i = 0;
-        let mut previous_meta = false;
-        while i < nb.len() {
-            let b = nb[i];
-            if b == 0xE2 && nb.get(i + 1) == Some(&0x96) && nb.get(i + 2) == Some(&0x81) {
+        while i < bytes.len() {
+            let b = bytes[i];
+            let meta_len = if b == b' ' {
+                1
+            } else if b == 0xE2
+                && bytes.get(i + 1) == Some(&0x96)
+                && bytes.get(i + 2) == Some(&0x81)
+            {
+                3
+            } else {
+                0
+            };
+            if meta_len > 0 {
                 if !previous_meta && i > start {
-                    self.encode_piece(plan, &normalized[start..i], out);
+                    self.encode_raw(plan, &text[start..i], prefixed, out);
+                    prefixed = false;
                     start = i;
                 }
                 previous_meta = true;
-                i += 3;
+                i += meta_len;
                 continue;
             }
             previous_meta = false;
-            if b < 128 && plan.isolated[usize::from(b)] {
-                if i > start {
-                    self.encode_piece(plan, &normalized[start..i], out);
+            if b < 128 {
+                if plan.isolated[usize::from(b)] {
+                    if i > start || prefixed {
+                        self.encode_raw(plan, &text[start..i], prefixed, out);
+                        prefixed = false;
+                    }
+                    self.encode_raw(plan, &text[i..i + 1], false, out);
+                    start = i + 1;
+                } else if i > start
+                    && let Some(&a) = bytes.get(i - 1)
+                    && a < 128
+                    && (plan.separable[usize::from(a)] >> b) & 1 == 1
+                {
+                    self.encode_raw(plan, &text[start..i], prefixed, out);
+                    prefixed = false;
+                    start = i;
                 }
-                self.encode_piece(plan, &normalized[i..i + 1], out);
-                start = i + 1;
             }
             i += 1;
         }
-        if start < nb.len() {
-            self.encode_piece(plan, &normalized[start..], out);
+        if start < bytes.len() || prefixed {
+            self.encode_raw(plan, &text[start..], prefixed, out);
         }
-        self.normalized = normalized;
     }
 
+    /// Encodes one raw piece: its normalized form is `▁` (when `prefixed`) and the piece with
+    /// spaces as `▁`.
     #[inline]
-    fn encode_piece(&mut self, plan: &FastPlan, piece: &str, out: &mut Vec<u32>) {
-        let cacheable = piece.len() <= MAX_CACHED_PIECE;
+    fn encode_raw(&mut self, plan: &FastPlan, raw: &str, prefixed: bool, out: &mut Vec<u32>) {
+        if prefixed {
+            let mut normalized = std::mem::take(&mut self.normalized);
+            normalized.clear();
+            normalized.push(META);
+            normalize_into(raw, &mut normalized);
+            self.encode_piece(plan, &normalized, out);
+            self.normalized = normalized;
+        } else {
+            self.encode_piece(plan, raw, out);
+        }
+    }
+
+    /// Encodes a piece through the cache; `key` is raw or normalized text (see
+    /// [`Encoder::encode_plain`]).
+    #[inline]
+    fn encode_piece(&mut self, plan: &FastPlan, key: &str, out: &mut Vec<u32>) {
+        if let &[byte] = key.as_bytes()
+            && let Some(id) = plan.single.get(usize::from(byte)).copied().flatten()
+        {
+            out.push(id);
+            return;
+        }
+        let cacheable = key.len() <= MAX_CACHED_PIECE;
         let hash = if cacheable {
-            let hash = PieceCache::hash(piece);
-            if let Some(ids) = self.cache.get(hash, piece) {
+            let hash = PieceCache::hash(key);
+            if let Some(ids) = self.cache.get(hash, key) {
                 out.extend_from_slice(ids);
                 return;
             }
@@ -656,9 +721,35 @@ impl Encoder {
             0
         };
         let start = out.len();
-        plan.bpe.encode_word(piece, out, &mut self.scratch);
+        self.encode_uncached(plan, key, out);
         if cacheable {
-            self.cache.insert(hash, piece, &out[start..]);
+            self.cache.insert(hash, key, &out[start..]);
         }
     }
+}
+
+impl Encoder {
+    /// Runs the BPE model on a raw or normalized piece.
+    fn encode_uncached(&mut self, plan: &FastPlan, key: &str, out: &mut Vec<u32>) {
+        if key.as_bytes().contains(&b' ') {
+            let mut piece = std::mem::take(&mut self.piece);
+            piece.clear();
+            normalize_into(key, &mut piece);
+            plan.bpe.encode_word(&piece, out, &mut self.scratch);
+            self.piece = piece;
+        } else {
+            plan.bpe.encode_word(key, out, &mut self.scratch);
+        }
+    }
+}
+
+/// Appends `text` with every space replaced by `▁`.
+fn normalize_into(text: &str, normalized: &mut String) {
+    let mut from = 0;
+    for at in memchr::memchr_iter(b' ', text.as_bytes()) {
+        normalized.push_str(&text[from..at]);
+        normalized.push(META);
+        from = at + 1;
+    }
+    normalized.push_str(&text[from..]);
 }
