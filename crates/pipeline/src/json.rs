@@ -348,10 +348,7 @@ impl<'a> Parser<'a> {
         let mut chunk_start = self.pos;
         loop {
             // Fast scan to the next quote, backslash or control character.
-            let rest = &self.s[self.pos..];
-            let stop = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            let stop = find_string_stop(&self.s[self.pos..]);
             let Some(stop) = stop else {
                 return Err(self.err_at(quote, "Unterminated string starting at"));
             };
@@ -451,4 +448,34 @@ impl<'a> Parser<'a> {
         self.pos += 4;
         Ok(value)
     }
+}
+
+/// The first `"`, `\\` or control character (below 0x20) of `bytes`, eight bytes at a time.
+///
+/// For each test the lowest flagged byte of a word is a true match (a borrow only flags bytes
+/// above a true match), so the lowest flagged byte over all three tests is the first stop.
+#[inline]
+fn find_string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
 }

@@ -486,6 +486,42 @@ fn text_of(line: &str) -> Result<Field<'_>, String> {
 }
 
 #[test]
+fn json_strings_stop_at_every_offset() {
+    // The string scan reads eight bytes at a time: put quotes, escapes and control characters
+    // at every offset of a word, after ASCII and after multi-byte characters.
+    for filler in ["a", "é", "€"] {
+        for before in 0..20 {
+            let prefix = filler.repeat(before);
+            let text = |s: &str| Field::Text(s.to_owned().into());
+            assert_eq!(
+                text_of(&format!(r#"{{"text": "{prefix}"}}"#)),
+                Ok(text(&prefix))
+            );
+            assert_eq!(
+                text_of(&format!(r#"{{"text": "{prefix}\n{prefix}\\"}}"#)),
+                Ok(text(&format!("{prefix}\n{prefix}\\")))
+            );
+            assert_eq!(
+                text_of(&format!(r#"{{"text": "{prefix}\"x"}}"#)),
+                Ok(text(&format!("{prefix}\"x")))
+            );
+            let column = 11 + before;
+            for control in ['\u{0}', '\u{1f}', '\t'] {
+                assert_eq!(
+                    text_of(&format!("{{\"text\": \"{prefix}{control}\"}}")),
+                    Err(format!("{column}: Invalid control character at")),
+                );
+            }
+            // Bytes at 0x20 and just above (space, `!`, `#`) and DEL are ordinary.
+            assert_eq!(
+                text_of(&format!("{{\"text\": \"{prefix} !#\x7f\"}}")),
+                Ok(text(&format!("{prefix} !#\x7f")))
+            );
+        }
+    }
+}
+
+#[test]
 fn json_follows_python() {
     let text = |s: &str| Field::Text(s.to_owned().into());
     assert_eq!(
