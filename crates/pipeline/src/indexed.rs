@@ -534,8 +534,13 @@ impl DatasetWriter {
             docs: self.paths.docs.clone(),
         };
         flush_sync(&mut self.bin, &paths.bin)?;
-        flush_sync(&mut self.sizes, &paths.sizes)?;
-        flush_sync(&mut self.docs, &paths.docs)?;
+        // The side files are only read back here and removed: flushed, not synced.
+        self.sizes
+            .flush()
+            .map_err(|e| Error::io("write", &paths.sizes, e))?;
+        self.docs
+            .flush()
+            .map_err(|e| Error::io("write", &paths.docs, e))?;
 
         let mut idx = BufWriter::with_capacity(BUF, create_file(&paths.idx)?);
         let werr = |e| Error::io("write", &paths.idx, e);

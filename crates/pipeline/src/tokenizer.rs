@@ -514,7 +514,7 @@ impl FastPlan {
                 Some(_) => return Err("the post-processor is not a TemplateProcessing".into()),
             }
         }
-        let model_json = serde_json::to_value(hf.get_model())
+        let model_json = serde_json::to_vec(hf.get_model())
             .map_err(|e| format!("could not serialize the model: {e}"))?;
         let bpe = FastBpe::from_model_json(&model_json)?;
         let isolated = bpe.isolated_ascii();
