@@ -91,7 +91,9 @@ mod tests {
                     let allowed = !LEAVES.contains(&name.as_str())
                         || (dependency == "test-support" && section == "dev-dependencies");
                     if internal && !allowed {
-                        problems.push(format!("leaf crate {name} depends on {dependency} ({section})"));
+                        problems.push(format!(
+                            "leaf crate {name} depends on {dependency} ({section})"
+                        ));
                     }
                 }
             }
@@ -118,7 +120,9 @@ mod tests {
                 .and_then(toml::Value::as_bool)
                 == Some(true);
             if !inherits && publish.and_then(toml::Value::as_bool) != Some(false) {
-                problems.push(format!("{name}: publish must be false (or publish.workspace = true)"));
+                problems.push(format!(
+                    "{name}: publish must be false (or publish.workspace = true)"
+                ));
             }
         }
         assert!(problems.is_empty(), "{problems:#?}");
@@ -134,7 +138,10 @@ mod tests {
             })
             .map(|path| path.strip_prefix(root()).unwrap().display().to_string())
             .collect();
-        assert!(problems.is_empty(), "files without a `//!` header: {problems:#?}");
+        assert!(
+            problems.is_empty(),
+            "files without a `//!` header: {problems:#?}"
+        );
     }
 
     #[test]
@@ -162,7 +169,10 @@ mod tests {
                 }
             }
         }
-        assert!(problems.is_empty(), "libraries print through tracing or return values: {problems:#?}");
+        assert!(
+            problems.is_empty(),
+            "libraries print through tracing or return values: {problems:#?}"
+        );
     }
 
     #[test]
