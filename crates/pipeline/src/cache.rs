@@ -24,14 +24,20 @@ pub(crate) struct PieceCache {
     budget_bytes: usize,
 }
 
-/// The `u32` words of `key`'s bytes, little-endian, the last one zero-padded.
+/// The `u32` words of `key`'s bytes, little-endian, the last one zero-padded (built without a
+/// variable-length copy, which would be a call to `memcpy` for a few bytes).
 #[inline]
 fn words(key: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    key.chunks(4).map(|chunk| {
-        let mut word = [0u8; 4];
-        word[..chunk.len()].copy_from_slice(chunk);
-        u32::from_le_bytes(word)
-    })
+    let chunks = key.chunks_exact(4);
+    let rest = chunks.remainder();
+    let tail = (!rest.is_empty()).then(|| {
+        rest.iter()
+            .enumerate()
+            .fold(0u32, |word, (i, &b)| word | u32::from(b) << (8 * i))
+    });
+    chunks
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .chain(tail)
 }
 
 #[inline]

@@ -713,7 +713,11 @@ impl Encoder {
         let hash = if cacheable {
             let hash = PieceCache::hash(key);
             if let Some(ids) = self.cache.get(hash, key) {
-                out.extend_from_slice(ids);
+                // Most pieces are one id: a push, not a call to `memcpy`.
+                match *ids {
+                    [id] => out.push(id),
+                    _ => out.extend_from_slice(ids),
+                }
                 return;
             }
             hash
