@@ -486,6 +486,36 @@ fn text_of(line: &str) -> Result<Field<'_>, String> {
 }
 
 #[test]
+fn piece_cache_answers_what_was_inserted_through_growth_and_restarts() {
+    // Short keys (inline, with and without spilled ids), long keys, and budgets small enough
+    // that the cache starts over many times: a hit must always be the ids inserted last.
+    let mut rng = Rng(0x5eed);
+    let alphabet = ["a", "b", "é", "▁", " ", "€", "z"];
+    for budget in [1 << 18, 1 << 20, 40 << 20] {
+        let mut cache = crate::cache::PieceCache::new(budget);
+        let mut inserted = std::collections::HashMap::new();
+        let mut hits = 0;
+        for _ in 0..30_000 {
+            let chars = 1 + rng.below(24) as usize;
+            let key: String = (0..chars).map(|_| *rng.pick(&alphabet)).collect();
+            let hash = crate::cache::PieceCache::hash(&key);
+            match cache.get(hash, &key) {
+                Some(ids) => {
+                    assert_eq!(Some(&ids.to_vec()), inserted.get(&key), "{key:?}");
+                    hits += 1;
+                }
+                None => {
+                    let ids: Vec<u32> = (0..rng.below(7)).map(|_| rng.next() as u32).collect();
+                    cache.insert(hash, &key, &ids);
+                    inserted.insert(key, ids);
+                }
+            }
+        }
+        assert!(hits > 1000, "budget {budget}: only {hits} hits");
+    }
+}
+
+#[test]
 fn json_strings_stop_at_every_offset() {
     // The string scan reads eight bytes at a time: put quotes, escapes and control characters
     // at every offset of a word, after ASCII and after multi-byte characters.
