@@ -131,7 +131,7 @@ struct FastPlan {
     isolated: [bool; 128],
     /// ASCII pairs that BPE never merges across ([`FastBpe::separable_ascii`]): a piece missing
     /// from the cache is cut between them and its parts go through the cache.
-    separable: [u128; 128],
+    separable: Box<[[bool; 128]; 128]>,
     /// The id of each one-byte piece that encodes to a single id (`▁` for a space).
     single: [Option<u32>; 128],
 }
@@ -669,7 +669,7 @@ impl Encoder {
                 } else if i > start
                     && let Some(&a) = bytes.get(i - 1)
                     && a < 128
-                    && (plan.separable[usize::from(a)] >> b) & 1 == 1
+                    && plan.separable[usize::from(a)][usize::from(b)]
                 {
                     self.encode_raw(plan, &text[start..i], prefixed, out);
                     prefixed = false;
