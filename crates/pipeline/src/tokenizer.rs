@@ -129,8 +129,8 @@ struct FastPlan {
     bpe: FastBpe,
     /// ASCII characters that BPE never merges with a neighbour (cut before and after them).
     isolated: [bool; 128],
-    /// ASCII pairs that BPE never merges across ([`FastBpe::separable_ascii`]): a piece missing
-    /// from the cache is cut between them and its parts go through the cache.
+    /// ASCII pairs that BPE never merges across ([`FastBpe::separable_ascii`]): the text is cut
+    /// between them as well.
     separable: Box<[[bool; 128]; 128]>,
     /// The id of each one-byte piece that encodes to a single id (`▁` for a space).
     single: [Option<u32>; 128],
@@ -605,7 +605,8 @@ impl Encoder {
 
     /// Cuts text without added tokens into the pieces of its normalized form (prepend ▁,
     /// spaces to ▁) and encodes them through the cache. A cut falls before every ▁ that follows
-    /// another character and around every isolated ASCII character.
+    /// another character, around every isolated ASCII character and between the two characters
+    /// of every separable ASCII pair.
     ///
     /// The text is not normalized as a whole: each piece is found on the raw text and its raw
     /// bytes are the cache key, since a raw piece's normalized form is the same string with
@@ -730,9 +731,7 @@ impl Encoder {
             self.cache.insert(hash, key, &out[start..]);
         }
     }
-}
 
-impl Encoder {
     /// Runs the BPE model on a raw or normalized piece.
     fn encode_uncached(&mut self, plan: &FastPlan, key: &str, out: &mut Vec<u32>) {
         if key.as_bytes().contains(&b' ') {
