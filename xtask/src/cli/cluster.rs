@@ -97,7 +97,7 @@ impl ImagePublisher for EcrPublisher {
 
 /// Shows what the follow step reads; `run` is the run's name, which names its experiment
 /// directory whatever the launcher's UID (see `run_identity`).
-fn show_follow(run: &str, event: &FollowEvent) {
+pub(crate) fn show_follow(run: &str, event: &FollowEvent) {
     match event {
         FollowEvent::Attached { pod, uid } => {
             eprintln!("    following {pod} (launcher {uid}; run directory nemo_experiments/{run})")

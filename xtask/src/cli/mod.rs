@@ -32,6 +32,7 @@ pub mod output;
 mod progress;
 pub mod render;
 pub mod tokenize;
+pub mod watch;
 
 /// trnkit: pretrain Llama-2 on AWS Trainium with Kubernetes, from one command.
 ///
@@ -129,6 +130,13 @@ pub enum Command {
     ///
     /// Example: `cargo xtask stop`
     Stop(ops::StopArgs),
+    /// Supervise the train job of a deploy run with --no-follow, as deploy's follow step does:
+    /// follow its log and restart it whole after a failed worker or job, a hang or a fatal
+    /// condition, at most `[training] max_restarts` times per run (the count is recorded and
+    /// never resets).
+    ///
+    /// Example: `cargo xtask deploy --no-follow && cargo xtask watch`
+    Watch(watch::Args),
     /// Print TensorBoard's URL, user and password.
     ///
     /// Example: `cargo xtask tensorboard -o json`
@@ -304,6 +312,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => ops::logs(args, &global).await,
         Command::Top(args) => ops::top(args, &global).await,
         Command::Stop(args) => ops::stop(args, &global).await,
+        Command::Watch(args) => watch::run(args, &global).await,
         Command::Tensorboard(args) => ops::tensorboard(args, &global).await,
         Command::Cleanup(args) => ops::cleanup(args, &global).await,
         Command::Completions(args) => {

@@ -145,6 +145,8 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
     };
     let state = state(&config, client.as_ref()).await?;
     let mut report = serde_json::json!({ "target": config.cluster.target, "steps": state.steps });
+    // Each run's whole-job restarts (see `deploy::restart`).
+    report["runs"] = serde_json::to_value(&state.runs)?;
     let mut lives = BTreeMap::new();
     if let Some(client) = &client {
         let jobs: Api<MPIJob> = Api::namespaced(client.clone(), &config.cluster.namespace);
@@ -207,6 +209,12 @@ pub async fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
         }
         for (id, record) in &state.steps {
             out!("{}", step_line(id.name(), record));
+        }
+        for (run, record) in &state.runs {
+            out!(
+                "run {run}: {}",
+                crate::deploy::restart::summary(record, config.training.max_restarts)
+            );
         }
         if let Some(jobs) = report.get("jobs").and_then(|jobs| jobs.as_object()) {
             for (name, job) in jobs {

@@ -396,6 +396,10 @@ pub struct Training {
     /// 10 × the observed seconds per step, at least 30 minutes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hang_timeout: Option<Timeout>,
+    /// How many times a run's train job is deleted and re-created after a failure (a failed
+    /// worker or job, a hang, a fatal condition) before trnkit gives up; the count is recorded
+    /// per run and never resets (see `deploy::restart`).
+    pub max_restarts: u32,
     /// The training run's name: its logs and checkpoints live in
     /// `/shared/nemo_experiments/<run_name>/`; empty: named once on the first deploy as
     /// `<train_job_name>-<yyyymmdd-hhmmss>` and recorded in the state (see `run_identity`).
@@ -437,6 +441,7 @@ impl Default for Training {
             do_not_disrupt: true,
             require_efa: true,
             hang_timeout: None,
+            max_restarts: crate::deploy::restart::DEFAULT_MAX_RESTARTS,
             run_name: String::new(),
             resume: true,
             checkpoint_interval: Timeout::parse("10h").expect("a valid duration"),

@@ -375,6 +375,9 @@ fn data(c: &mut Checker, config: &Config) {
     );
 }
 
+/// The most whole-job restarts `[training] max_restarts` may allow.
+const MAX_RESTARTS: u32 = 100;
+
 fn training(c: &mut Checker, config: &Config) {
     let training = &config.training;
     if training.workers < 1 {
@@ -409,6 +412,15 @@ fn training(c: &mut Checker, config: &Config) {
     }
     if training.backoff_limit < 0 {
         c.fail("training.backoff_limit", "must be 0 or more");
+    }
+    if training.max_restarts > MAX_RESTARTS {
+        c.fail(
+            "training.max_restarts",
+            format!(
+                "is {}; use at most {MAX_RESTARTS} (each restart reloads the run from its last checkpoint; a run that fails that often needs its cause fixed)",
+                training.max_restarts
+            ),
+        );
     }
     if training.ttl_seconds_after_finished < 0 {
         c.fail(

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use mpijob::MPIJob;
-use mpijob::io::{FollowEvent, FollowOptions, Outcome};
+use mpijob::io::{FollowEvent, Outcome};
 
 use super::plan::{RenderedImage, Step, StepId};
 use super::run::{Executor, StepOutput};
@@ -645,8 +645,14 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .first()
             .context("the train step has no MPIJob")?;
         let job = self.replace_mpijob(manifest).await?;
-        let mut outputs =
-            BTreeMap::from([("uid".to_owned(), job.metadata.uid.unwrap_or_default())]);
+        let mut outputs = BTreeMap::from([
+            ("uid".to_owned(), job.metadata.uid.unwrap_or_default()),
+            // What `watch` re-creates must be this very job (see `supervise`).
+            (
+                super::supervise::MANIFEST_OUTPUT_KEY.to_owned(),
+                super::plan::digest(&manifest.value),
+            ),
+        ]);
         let mut summary = format!("applied MPIJob {}", manifest.name);
         // The run's name, so that the next deploy keeps it (see `run_identity`).
         if let Some(run) = crate::run_identity::in_manifest(&manifest.value) {
@@ -697,110 +703,38 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         })
     }
 
-    /// Follows the train job's launcher through the log model: the live figures go to
-    /// `on_status`; what waiting cannot fix stops the job (a fatal condition, TCP instead of
-    /// EFA unless `require_efa = false`), and a run without progress for too long fails the
-    /// step as hung (the job is left running).
-    async fn follow(&mut self) -> anyhow::Result<StepOutput> {
-        use std::time::Instant;
-
-        use futures::StreamExt;
-
-        use crate::observe::decide::Verdict;
-        use crate::observe::live;
-        use crate::observe::watch::Watch;
-
-        let name = self.config.training.train_job_name.clone();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
-        let jobs: Api<MPIJob> = Api::namespaced(self.client.clone(), self.namespace());
-        let options = FollowOptions {
-            poll_interval: self.timeouts.follow_poll,
-            container: None,
+    /// Follows the train job through the log model and its worker pods, restarting it whole
+    /// within the run's budget (see [`super::supervise`]): the live figures go to
+    /// `on_status`; what a restart cannot fix stops the job (TCP instead of EFA unless
+    /// `require_efa = false`, a failed compilation, an invalid NEFF), and a spent budget
+    /// fails the step with the run's restart history (a hung job is left running).
+    async fn follow(&mut self, step: &Step) -> anyhow::Result<StepOutput> {
+        let manifest = step
+            .manifests
+            .iter()
+            .find(|manifest| manifest.kind == "MPIJob")
+            .context("the follow step has no train MPIJob to restart")?;
+        let store = super::state::ConfigMapStore {
+            api: Api::namespaced(self.client.clone(), self.namespace()),
+            namespace: self.namespace().to_owned(),
+            field_manager: self.field_manager().to_owned(),
         };
-        let mut stream = std::pin::pin!(mpijob::io::follow_launcher(
-            pods,
-            jobs.clone(),
-            &name,
-            options
-        ));
-        let mut uid = String::new();
-        let mut watch = Watch::new(follow_policy(&self.config.training), Instant::now());
-        let nodes = u32::try_from(self.config.training.workers).unwrap_or(0);
-        loop {
-            let verdict = match tokio::time::timeout(self.timeouts.hang_check, stream.next()).await
-            {
-                Ok(None) => break,
-                Err(_quiet) => watch.tick(Instant::now()),
-                Ok(Some(event)) => {
-                    let event = event?;
-                    (self.on_follow)(&event);
-                    match event {
-                        FollowEvent::Attached { uid: new, .. } => {
-                            uid = new;
-                            None
-                        }
-                        FollowEvent::Reattached { uid: new, .. } => {
-                            uid = new;
-                            watch.reattached(Instant::now());
-                            None
-                        }
-                        FollowEvent::Finished(Outcome::Succeeded) => {
-                            return Ok(StepOutput {
-                                summary: format!("{name} succeeded"),
-                                outputs: BTreeMap::from([("uid".to_owned(), uid)]),
-                            });
-                        }
-                        FollowEvent::Finished(Outcome::Failed { reason, message }) => {
-                            let seen = crate::observe::decide::diagnosis(watch.analyzer())
-                                .map(|diagnosis| format!("\n{diagnosis}"))
-                                .unwrap_or_default();
-                            bail!("{name} failed: {reason}: {message}{seen}")
-                        }
-                        FollowEvent::Line(line) => {
-                            let now = Instant::now();
-                            let verdict = watch.line(&line, now);
-                            let analysis = watch.analyzer().analysis();
-                            if analysis.last_global_step.is_some() {
-                                let figures = live::live(
-                                    &analysis,
-                                    watch.elapsed(now),
-                                    nodes,
-                                    self.config.cost.instance_hourly_usd,
-                                );
-                                (self.on_status)(&live::summary(&figures));
-                            }
-                            verdict
-                        }
-                    }
-                }
-            };
-            match verdict {
-                None | Some(Verdict::Continue) => {}
-                Some(Verdict::Warn { reason, evidence }) => {
-                    tracing::warn!("{name}: {reason}\n  {}", evidence.join("\n  "));
-                }
-                Some(Verdict::Stop { reason, evidence }) => {
-                    let deleted = mpijob::io::delete(&jobs, &name).await.with_context(|| {
-                        format!("{name} must stop ({reason}) but could not be deleted")
-                    })?;
-                    bail!(
-                        "{name} {}: {reason}\n  {}",
-                        if deleted {
-                            "stopped (MPIJob deleted)"
-                        } else {
-                            "was already gone"
-                        },
-                        evidence.join("\n  ")
-                    )
-                }
-                Some(Verdict::Hung { reason }) => bail!(
-                    "{name} {reason}; the job is left running: `cargo xtask logs --follow` shows its log, `cargo xtask stop` stops it"
-                ),
-            }
+        let (summary, outputs) = super::supervise::Supervisor {
+            client: self.client.clone(),
+            config: &self.config,
+            manifest,
+            store: &store,
+            pace: super::supervise::Pace {
+                follow_poll: self.timeouts.follow_poll,
+                hang_check: self.timeouts.hang_check,
+                pod_check: self.timeouts.pod_check,
+            },
+            on_follow: &mut *self.on_follow,
+            on_status: &*self.on_status,
         }
-        bail!(
-            "the log of {name} ended before the job finished; `cargo xtask logs --follow` re-attaches"
-        )
+        .run()
+        .await?;
+        Ok(StepOutput { summary, outputs })
     }
 }
 
@@ -912,7 +846,7 @@ impl<P: ImagePublisher> Executor for ClusterExecutor<P> {
             StepId::Compile => self.compile(step, previous).await,
             StepId::Train => self.train(step).await,
             StepId::Tensorboard => self.tensorboard(step).await,
-            StepId::Follow => self.follow().await,
+            StepId::Follow => self.follow(step).await,
         }
     }
 

@@ -1073,6 +1073,8 @@ async fn a_run_that_falls_back_to_tcp_is_stopped_with_its_evidence() {
 async fn a_run_without_progress_for_longer_than_the_bound_is_hung_and_left_running() {
     let mut config = config();
     config.training.hang_timeout = Some(crate::config::Timeout::parse("1s").unwrap());
+    // No restart budget: the hang is reported at once (see `restart`).
+    config.training.max_restarts = 0;
     let mut h = harness(config).await;
     h.executor.timeouts.hang_check = Duration::from_millis(100);
     // One real progress line, then silence: the launcher keeps running.
@@ -1104,4 +1106,198 @@ async fn a_gated_tokenizer_without_hf_token_stops_preflight_before_images_and_st
         "{error}"
     );
     assert_eq!(h.executor.publisher.calls, 0, "no image was pushed");
+}
+
+/// The requests that wrote the train MPIJob: `(method, propagationPolicy of a delete)`.
+fn train_job_writes(fake: &FakeApiServer) -> Vec<(String, Option<String>)> {
+    fake.requests()
+        .iter()
+        .filter(|request| {
+            request.path.ends_with("/mpijobs/test-mpi-train") && request.method != "GET"
+        })
+        .map(|request| {
+            let policy = request.query.get("propagationPolicy").cloned().or_else(|| {
+                request
+                    .body
+                    .as_ref()
+                    .and_then(|body| body["propagationPolicy"].as_str())
+                    .map(str::to_owned)
+            });
+            (request.method.clone(), policy)
+        })
+        .collect()
+}
+
+/// How often the train MPIJob was deleted in the foreground (a restart).
+fn foreground_deletes(fake: &FakeApiServer) -> usize {
+    train_job_writes(fake)
+        .iter()
+        .filter(|(method, policy)| method == "DELETE" && policy.as_deref() == Some("Foreground"))
+        .count()
+}
+
+/// A train launcher that makes one step of progress and then nothing, followed with a hang
+/// bound of 1 s and a budget of `max_restarts`.
+async fn hung_harness(max_restarts: u32) -> Harness {
+    let mut config = config();
+    config.training.hang_timeout = Some(crate::config::Timeout::parse("1s").unwrap());
+    config.training.max_restarts = max_restarts;
+    let mut h = harness(config).await;
+    h.executor.timeouts.hang_check = Duration::from_millis(100);
+    let progress = "Epoch 0:   1%|          | 795/77225 [9:07:58<878:01:48, 41.36s/it, loss=3.1, v_num=, reduced_train_loss=3.090, global_step=794.0, consumed_samples=1.63e+6]";
+    *h.knobs.train_log.lock().unwrap() = Some(vec![format!("[1,0]<stdout>:{progress}")]);
+    h
+}
+
+/// A second `watch` process: a supervisor with nothing but the cluster and the recorded state.
+async fn fresh_supervisor_run(h: &Harness) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    let manifest = h
+        .plan
+        .step(StepId::Follow)
+        .unwrap()
+        .manifests
+        .iter()
+        .find(|manifest| manifest.kind == "MPIJob")
+        .unwrap()
+        .clone();
+    let store = ConfigMapStore {
+        api: kube::Api::namespaced(h.fake.client(), "default"),
+        namespace: "default".to_owned(),
+        field_manager: "trnkit".to_owned(),
+    };
+    let mut on_follow = |_: &FollowEvent| {};
+    let on_status = |_: &str| {};
+    super::supervise::Supervisor {
+        client: h.fake.client(),
+        config: &h.executor.config,
+        manifest: &manifest,
+        store: &store,
+        pace: super::supervise::Pace {
+            follow_poll: Duration::from_millis(50),
+            hang_check: Duration::from_millis(100),
+            pod_check: Duration::from_millis(50),
+        },
+        on_follow: &mut on_follow,
+        on_status: &on_status,
+    }
+    .run()
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_run_is_restarted_once_then_fails_with_its_history() {
+    let mut h = hung_harness(1).await;
+    let (report, events) = h.run(Selection::default()).await;
+    assert_eq!(report.failed, Some(StepId::Follow), "{events:#?}");
+    let failure = failure(&events);
+    assert!(
+        failure.contains("hung: no progress line for")
+            && failure.contains("not restarted")
+            && failure.contains("restarts: 1 of 1 — ")
+            && failure.contains("left running"),
+        "{failure}"
+    );
+    // Applied by the train step (after its delete of an earlier job, none here), deleted in
+    // the foreground and re-created once by the restart.
+    let writes = train_job_writes(&h.fake);
+    assert_eq!(
+        writes[writes.len().saturating_sub(3)..],
+        [
+            ("PATCH".to_owned(), None),
+            ("DELETE".to_owned(), Some("Foreground".to_owned())),
+            ("PATCH".to_owned(), None),
+        ],
+        "{writes:?}"
+    );
+    assert_eq!(foreground_deletes(&h.fake), 1, "{writes:?}");
+    assert!(
+        h.fake.get::<MPIJob>("default", "test-mpi-train").is_some(),
+        "a hung job whose budget is spent is left running"
+    );
+    // Recorded under the run's name, with the follow step's own record beside it.
+    let state = h.store.load().await.unwrap();
+    let record = state.runs.get("test-mpi-train").expect("the run's record");
+    assert_eq!(record.restarts.len(), 1, "{record:?}");
+    assert!(
+        record.restarts[0]
+            .reason
+            .starts_with("hung: no progress line for"),
+        "{record:?}"
+    );
+    assert!(record.gave_up.is_some(), "{record:?}");
+    assert_eq!(state.get(StepId::Follow).unwrap().status, Status::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restart_budget_survives_a_new_trnkit_process() {
+    let mut h = hung_harness(2).await;
+    // This deploy is stopped (--no-follow); a first watch restarts the hung job twice.
+    let (report, events) = h
+        .run(Selection {
+            skip_follow: true,
+            ..Selection::default()
+        })
+        .await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    let error = fresh_supervisor_run(&h).await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("restarts: 2 of 2"),
+        "{error:#}"
+    );
+    assert_eq!(foreground_deletes(&h.fake), 2);
+
+    // Another watch, from a fresh process state: it reads the recorded count and refuses to
+    // restart again.
+    h.fake.clear_requests();
+    let error = format!("{:#}", fresh_supervisor_run(&h).await.unwrap_err());
+    assert!(
+        error.contains("not restarted: run test-mpi-train has had 2 restart(s)"),
+        "{error}"
+    );
+    assert_eq!(
+        train_job_writes(&h.fake),
+        [],
+        "the job is neither deleted nor re-created"
+    );
+    let state = h.store.load().await.unwrap();
+    assert_eq!(state.runs["test-mpi-train"].restarts.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_worker_pod_restarts_the_job() {
+    let mut h = harness(config()).await;
+    // The launcher runs and writes nothing more; a worker is Failed, which the operator leaves.
+    *h.knobs.train_log.lock().unwrap() = Some(vec!["[1,0]<stdout>:starting".to_owned()]);
+    let (report, events) = h
+        .run(Selection {
+            skip_follow: true,
+            ..Selection::default()
+        })
+        .await;
+    assert_eq!(report.failed, None, "{events:#?}");
+    h.fake.insert_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "test-mpi-train-worker-1", "namespace": "default",
+                     "labels": {"training.kubeflow.org/job-name": "test-mpi-train", "training.kubeflow.org/job-role": "worker"}},
+        "spec": {"containers": [{"name": "mpitest", "image": "x"}]},
+        "status": {"phase": "Failed", "containerStatuses": [{"name": "mpitest", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                   "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]},
+    }));
+    h.executor.config.training.max_restarts = 1;
+    // Not owned by the job, the failed pod outlives the restart: the second look spends the
+    // budget.
+    let error = format!("{:#}", fresh_supervisor_run(&h).await.unwrap_err());
+    assert!(
+        error.contains("test-mpi-train failed: worker failed: pod test-mpi-train-worker-1: container mpitest exited with 137 (OOMKilled)"),
+        "{error}"
+    );
+    let state = h.store.load().await.unwrap();
+    let record = &state.runs["test-mpi-train"];
+    assert_eq!(record.restarts.len(), 1, "{record:?}");
+    assert!(
+        record.restarts[0]
+            .reason
+            .contains("test-mpi-train-worker-1"),
+        "{record:?}"
+    );
 }

@@ -404,7 +404,8 @@ pub fn plan(config: &Config, rendered: &Rendered) -> Plan {
             training.train_job_name,
             run_directory(config)
         )],
-        manifests: Vec::new(),
+        // The train job, re-created from it when the run is restarted whole (see `restart`).
+        manifests: rendered.train.clone(),
     });
     Plan {
         target: config.cluster.target,

@@ -125,6 +125,15 @@ fn selected(selection: &Selection, id: StepId) -> (bool, bool) {
     }
 }
 
+/// What the executor recorded in the state while a step ran (the follow step's restarts, see
+/// `restart`) is kept when the runner records the step.
+async fn keep_recorded_runs<S: StateStore>(store: &S, state: &mut State) {
+    match store.load().await {
+        Ok(latest) => state.runs = latest.runs,
+        Err(error) => tracing::warn!("cannot read the runs' restarts back: {error:#}"),
+    }
+}
+
 /// Runs the plan. Each step's result is saved before the next starts, so an interruption
 /// loses at most the step that was running.
 pub async fn run<S: StateStore, E: Executor>(
@@ -193,7 +202,9 @@ pub async fn run<S: StateStore, E: Executor>(
         );
         state.version = super::state::STATE_VERSION;
         store.save(&state).await?;
-        match executor.execute(step, previous.as_ref()).await {
+        let result = executor.execute(step, previous.as_ref()).await;
+        keep_recorded_runs(store, &mut state).await;
+        match result {
             Ok(output) => {
                 report.ran.push(step.id);
                 state.steps.insert(

@@ -60,6 +60,10 @@ pub struct State {
     /// By step.
     #[serde(default)]
     pub steps: BTreeMap<StepId, StepRecord>,
+    /// By training run (its name, see `run_identity`): the whole-job restarts it had (see
+    /// `restart`); kept across deploys and `watch` processes, so the budget never resets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<String, super::restart::RunRecord>,
 }
 
 impl State {
