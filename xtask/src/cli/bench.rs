@@ -143,14 +143,52 @@ fn this_executable() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `program args` `runs` times in `dir`; the best wall time, failing on a failed run.
+/// The best of `runs` runs of `program args` in `dir`: wall time, and the CPU time (user and
+/// system) the run took, which a busy machine inflates much less. A failed run is an error.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:.2}s wall, {:.2}s CPU", self.wall, self.cpu)
+    }
+}
+
+/// User plus system CPU seconds of this process's waited-for children (`/proc/self/stat`,
+/// fields `cutime` and `cstime`; clock ticks of 1/100 s on Linux).
+fn children_cpu_seconds() -> f64 {
+    let Ok(stat) = fs_err::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(after_name) = stat.rfind(')').map(|end| &stat[end + 2..]) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // proc(5) fields 16 and 17 are at 13 and 14 after the name.
+    let tick = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(13) + tick(14)) / 100.0
+}
+
 async fn time_best(
     program: &std::path::Path,
     args: &[&str],
     dir: &std::path::Path,
     runs: usize,
-) -> anyhow::Result<f64> {
-    let mut best = f64::MAX;
+) -> anyhow::Result<Timing> {
+    let mut best = Timing {
+        wall: f64::MAX,
+        cpu: f64::MAX,
+    };
     for _ in 0..runs.max(1) {
+        let cpu_before = children_cpu_seconds();
         let started = std::time::Instant::now();
         let output = tokio::process::Command::new(program)
             .args(args)
@@ -160,7 +198,8 @@ async fn time_best(
             .output()
             .await
             .with_context(|| format!("cannot run {}", program.display()))?;
-        let seconds = started.elapsed().as_secs_f64();
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = children_cpu_seconds() - cpu_before;
         anyhow::ensure!(
             output.status.success(),
             "{} {} failed: {}",
@@ -168,7 +207,8 @@ async fn time_best(
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
         );
-        best = best.min(seconds);
+        best.wall = best.wall.min(wall);
+        best.cpu = best.cpu.min(cpu);
     }
     Ok(best)
 }
@@ -210,23 +250,18 @@ async fn cache(args: CacheArgs) -> anyhow::Result<()> {
         args.runs,
     )
     .await?;
+    // Text output: one summary, as `du -sb` prints one line (`-o json` adds serialising every
+    // one of the entries).
     let inspect = time_best(
         &exe,
-        &["cache", "inspect", "--root", &root_arg, "--json"],
+        &["cache", "inspect", "--root", &root_arg],
         &cwd,
         args.runs,
     )
     .await?;
     let no_sizes = time_best(
         &exe,
-        &[
-            "cache",
-            "inspect",
-            "--root",
-            &root_arg,
-            "--json",
-            "--no-sizes",
-        ],
+        &["cache", "inspect", "--root", &root_arg, "--no-sizes"],
         &cwd,
         args.runs,
     )
@@ -236,10 +271,14 @@ async fn cache(args: CacheArgs) -> anyhow::Result<()> {
         args.runs,
         load_average()
     );
-    println!("  trnkit cache inspect             {inspect:.2}s");
-    println!("  trnkit cache inspect --no-sizes  {no_sizes:.2}s");
-    println!("  du -sb (reference)               {du:.2}s");
-    println!("  ratio inspect / du               {:.2}", inspect / du);
+    println!("  trnkit cache inspect             {inspect}");
+    println!("  trnkit cache inspect --no-sizes  {no_sizes}");
+    println!("  du -sb (reference)               {du}");
+    println!(
+        "  inspect / du                     {:.2} wall, {:.2} CPU",
+        inspect.wall / du.wall,
+        inspect.cpu / du.cpu.max(0.01)
+    );
     Ok(())
 }
 
@@ -264,8 +303,8 @@ async fn deploy() -> anyhow::Result<()> {
         "deploy       local profile in a fresh directory, load {}",
         load_average()
     );
-    println!("  first run                        {first:.2}s");
-    println!("  up to date                       {again:.2}s");
+    println!("  first run                        {first}");
+    println!("  up to date                       {again}");
     Ok(())
 }
 
@@ -327,9 +366,9 @@ async fn tokenize(
         args.push("--need-pad-id".into());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let seconds = time_best(&python, &args, ours_dir.path(), 1).await?;
+    let timing = time_best(&python, &args, ours_dir.path(), 1).await?;
     println!(
-        "reference    {seconds:.2}s ({} {})",
+        "reference    {timing} ({} {})",
         python.display(),
         args.join(" ")
     );
