@@ -64,17 +64,15 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .iter()
         .find(|manifest| manifest.kind == "MPIJob")
         .context("the configuration renders no train MPIJob")?;
-    match train.outputs.get(supervise::MANIFEST_OUTPUT_KEY) {
-        Some(applied) if *applied != crate::deploy::plan::digest(&manifest.value) => {
-            anyhow::bail!(
-                "the train MPIJob this configuration renders is not the one deploy applied (the configuration or trnkit changed since): run `cargo xtask deploy --no-follow` to apply it, then watch"
-            )
-        }
-        Some(_) => {}
-        None => tracing::warn!(
+    let recorded = train
+        .outputs
+        .get(supervise::MANIFEST_OUTPUT_KEY)
+        .map(String::as_str);
+    if !supervise::is_applied_job(recorded, manifest).map_err(anyhow::Error::msg)? {
+        tracing::warn!(
             "the train step recorded no digest of its MPIJob (an older deploy): restarts re-create {} as this configuration renders it",
             manifest.name
-        ),
+        );
     }
     // The Lease deploy holds while it follows: one supervisor per namespace, so that no two
     // restart the same job.

@@ -410,3 +410,13 @@ fn tolerations_are_checked_as_kubernetes_would() {
     )
     .unwrap();
 }
+
+#[test]
+fn max_restarts_is_bounded_and_a_negative_one_is_a_type_error() {
+    let problems = problems_of("[training]\nmax_restarts = 101\n");
+    assert!(message_for(&problems, "training.max_restarts").contains("at most 100"));
+    let config = Config::parse("[training]\nmax_restarts = 0\n", "x").unwrap();
+    assert_eq!(config.training.max_restarts, 0);
+    assert_eq!(Config::default().training.max_restarts, 3);
+    assert!(Config::parse("[training]\nmax_restarts = -1\n", "x").is_err());
+}

@@ -79,6 +79,21 @@ pub fn run_key(config: &Config, manifest: &Manifest) -> String {
         .unwrap_or_else(|| crate::run_identity::rendered_name(config).to_owned())
 }
 
+/// Whether `manifest` is the train job deploy applied, by the digest its train step recorded
+/// ([`MANIFEST_OUTPUT_KEY`]): `Ok(true)` it is, `Ok(false)` nothing was recorded (a deploy
+/// before the digest was), `Err` it is another job (the configuration or trnkit changed since),
+/// which a restart must not put in its place.
+pub fn is_applied_job(recorded: Option<&str>, manifest: &Manifest) -> Result<bool, String> {
+    match recorded {
+        None => Ok(false),
+        Some(applied) if applied == super::plan::digest(&manifest.value) => Ok(true),
+        Some(_) => Err(format!(
+            "the {} {} this configuration renders is not the one deploy applied (the configuration or trnkit changed since): run `cargo xtask deploy --no-follow` to apply it, then watch",
+            manifest.kind, manifest.name
+        )),
+    }
+}
+
 impl<S: StateStore> Supervisor<'_, S> {
     fn namespace(&self) -> &str {
         &self.config.cluster.namespace
@@ -320,3 +335,6 @@ impl<S: StateStore> Supervisor<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
