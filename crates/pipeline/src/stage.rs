@@ -405,10 +405,18 @@ pub fn merge_jsonl_with(files: &[PathBuf], output: &Path, lock: &LockOptions) ->
     Ok(total)
 }
 
+/// The Hub client: every request bounded. Resolving and connecting take at most 10 s each,
+/// sending a request 30 s, and the response's head must come within 60 s; a body (a dataset
+/// file of gigabytes) is not bounded as a whole, since an interrupted download resumes where
+/// it stopped on the next attempt (the staging Job's retries).
 fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_resolve(Some(std::time::Duration::from_secs(10)))
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .timeout_send_request(Some(std::time::Duration::from_secs(30)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
             .build(),
     )
 }

@@ -16,28 +16,49 @@ use crate::deploy::run::{self, Selection};
 use crate::deploy::state::ConfigMapStore;
 use crate::kube::preflight;
 
-/// A client for the configured kube context (or the current one).
+/// The Lease that keeps two deploys against one namespace apart.
+pub(crate) const DEPLOY_LEASE: &str = "trnkit-deploy";
+
+/// A client for the configured kube context (or the current one) of the configured
+/// kubeconfig (or kubectl's), every call bounded (see [`crate::kube_client`]); the API server
+/// is asked for its version first, so an unreachable cluster is a clear error at once.
 pub(crate) async fn client(config: &Config) -> anyhow::Result<kube::Client> {
     let options = kube::config::KubeConfigOptions {
         context: (!config.cluster.kube_context.is_empty())
             .then(|| config.cluster.kube_context.clone()),
         ..Default::default()
     };
-    let kube_config = if config.cluster.kube_context.is_empty() {
-        kube::Config::infer().await.context(
-            "no Kubernetes configuration found: run `aws eks update-kubeconfig --name <cluster>` or set cluster.kube_context",
-        )?
-    } else {
-        kube::Config::from_kubeconfig(&options)
+    let kube_config = match (&config.cluster.kubeconfig, config.cluster.kube_context.is_empty()) {
+        (Some(path), _) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot use the kube context {:?} of {}",
+                        options.context.as_deref().unwrap_or("(current)"),
+                        path.display()
+                    )
+                })?
+        }
+        (None, true) => kube::Config::infer().await.context(
+            "no Kubernetes configuration found: run `aws eks update-kubeconfig --name <cluster>`, or pass --kubeconfig FILE / --context NAME",
+        )?,
+        (None, false) => kube::Config::from_kubeconfig(&options)
             .await
             .with_context(|| {
                 format!(
-                    "cannot load the kube context {:?}",
+                    "cannot load the kube context {:?} (`kubectl config get-contexts` lists them)",
                     config.cluster.kube_context
                 )
-            })?
+            })?,
     };
-    Ok(kube::Client::try_from(kube_config)?)
+    let url = kube_config.cluster_url.to_string();
+    let bounds = crate::kube_client::Bounds::default();
+    let client = crate::kube_client::bounded(kube_config, bounds)?;
+    crate::kube_client::ensure_reachable(&client, &url, bounds).await?;
+    Ok(client)
 }
 
 /// Builds with the local Docker engine and pushes to ECR (or `image.registry`).
@@ -58,7 +79,7 @@ impl ImagePublisher for EcrPublisher {
         &mut self,
         _images: &BTreeMap<String, RenderedImage>,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let ecr = aws_sdk_ecr::Client::new(&self.sdk);
+        let ecr = crate::aws::ecr_client(&self.sdk);
         let repository = ecr_image::ensure_repository(
             &ecr,
             &ecr_image::RepositorySpec::new(&self.config.image.repository),
@@ -168,7 +189,7 @@ pub(crate) async fn deploy(
         config: config.clone(),
         facts: Some(facts),
         images: rendered.images.clone(),
-        fsx: Some(fsx::aws_sdk_fsx::Client::new(&sdk)),
+        fsx: Some(crate::aws::fsx_client(&sdk)),
         publisher: EcrPublisher {
             config: config.clone(),
             sdk,
@@ -200,6 +221,15 @@ pub(crate) async fn deploy(
             Box::new(move |message: &str| spinner.status(message))
         },
     };
+    let lease = crate::lock::LeaseLock::acquire(
+        kube::Api::namespaced(client.clone(), &config.cluster.namespace),
+        &config.cluster.namespace,
+        DEPLOY_LEASE,
+        &crate::lock::Holder::this_process("deploy"),
+        wait,
+        crate::lock::LeaseTiming::default(),
+    )
+    .await?;
     let store = ConfigMapStore {
         api: kube::Api::namespaced(client, &config.cluster.namespace),
         namespace: config.cluster.namespace.clone(),
@@ -208,7 +238,9 @@ pub(crate) async fn deploy(
     let report = run::run(&plan, &store, &mut executor, selection, |event| {
         super::deploy::show(&spinner, event);
     })
-    .await?;
+    .await;
+    lease.release().await;
+    let report = report?;
     if let Some(failed) = report.failed {
         anyhow::bail!(
             "step {failed} failed; fix the cause and run `cargo xtask deploy` again to resume there"
@@ -219,3 +251,6 @@ pub(crate) async fn deploy(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -54,7 +54,8 @@ pub struct RenderArgs {
     #[arg(long, value_enum)]
     pub image: ImageName,
     /// Write the whole build context (Dockerfile and generated files) into this directory
-    /// instead of printing the Dockerfile. The stager's binary is not copied.
+    /// instead of printing the Dockerfile. The stager's binary is not copied. A new or empty
+    /// directory, or one trnkit wrote before; `-` prints the Dockerfile.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -218,47 +219,27 @@ fn render(args: RenderArgs, global: &Global) -> anyhow::Result<()> {
         print!("{}", definition.dockerfile.render());
         return Ok(());
     };
-    // Write next to the destination and rename, so a killed run leaves nothing half-written.
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(parent)?;
-    let staging = tempfile_dir_in(parent)?;
-    fs_err::write(staging.join("Dockerfile"), definition.dockerfile.render())?;
+    if out.as_os_str() == "-" {
+        print!("{}", definition.dockerfile.render());
+        return Ok(());
+    }
+    // Built aside and swapped in whole; a directory holding files trnkit did not write is
+    // refused (see `crate::files::OutputDir`).
+    let mut dir = crate::files::OutputDir::begin(&out)?;
+    dir.write(Path::new("Dockerfile"), definition.dockerfile.render())?;
     for file in &definition.files {
         if let ecr_image::FileSource::Bytes(bytes) = &file.source {
-            let path = staging.join(&file.path);
-            fs_err::create_dir_all(path.parent().unwrap_or(&staging))?;
-            fs_err::write(&path, bytes)?;
-            set_mode(&path, file.mode)?;
+            dir.write(Path::new(&file.path), bytes)?;
+            set_mode(&dir.staged_path(Path::new(&file.path)), file.mode)?;
         }
     }
-    if out.exists() {
-        fs_err::remove_dir_all(&out)?;
-    }
-    fs_err::rename(&staging, &out)?;
+    dir.commit()?;
     eprintln!(
         "wrote the {} image's build context to {}",
         definition.name,
         out.display()
     );
     Ok(())
-}
-
-fn tempfile_dir_in(parent: &Path) -> anyhow::Result<PathBuf> {
-    for attempt in 0..100u32 {
-        let path = parent.join(format!(".trnkit-render-{}-{attempt}", std::process::id()));
-        match fs_err::create_dir(&path) {
-            Ok(()) => return Ok(path),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    bail!(
-        "could not create a temporary directory in {}",
-        parent.display()
-    )
 }
 
 #[cfg(unix)]
@@ -504,7 +485,7 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
 
     // ECR, through the standard AWS chain (AWS_ENDPOINT_URL included).
     let sdk = super::aws_sdk_config(args.region.as_deref(), &config).await;
-    let ecr = ecr_image::aws_sdk_ecr::Client::new(&sdk);
+    let ecr = crate::aws::ecr_client(&sdk);
 
     let mut spec = RepositorySpec::new(&repository);
     spec.scan_on_push = !args.no_scan_on_push;

@@ -15,7 +15,7 @@ use crate::deploy::supervise::{self, Pace, Supervisor};
 
 /// The Lease `watch` takes: deploy's (`trnkit-deploy`), so a watch and a following deploy
 /// exclude each other.
-const WATCH_LEASE: &str = "trnkit-deploy";
+const WATCH_LEASE: &str = super::cluster::DEPLOY_LEASE;
 
 /// `watch`'s arguments.
 #[derive(Debug, clap::Args)]

@@ -755,6 +755,15 @@ pub fn requirements(training: &crate::config::Training) -> preflight::Requiremen
         nodes: usize::try_from(training.workers).unwrap_or(0),
         neuron_devices: i64::from(training.neuron_devices_per_worker),
         efa_interfaces: i64::from(training.efa_interfaces_per_worker),
+        launcher_gate: match training.launcher_gate {
+            crate::config::LauncherGateSetting::Auto => None,
+            crate::config::LauncherGateSetting::WaitForWorkersReady => {
+                Some(mpijob::LauncherGate::WaitForWorkersReady)
+            }
+            crate::config::LauncherGateSetting::InitContainer => {
+                Some(mpijob::LauncherGate::InitContainer)
+            }
+        },
     }
 }
 
