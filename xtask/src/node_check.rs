@@ -161,8 +161,12 @@ pub fn job(train: &MPIJob) -> Option<Job> {
             completion_mode: Some("Indexed".to_owned()),
             completions: Some(workers),
             parallelism: Some(workers),
-            // A failed check is an answer, not a flake: no retries.
-            backoff_limit: Some(0),
+            // A failed check is an answer, not a flake: no retry of a failed pod, and the other
+            // pods run to their own result (a Job-wide `backoffLimit: 0` would stop them at
+            // the first failure, and their nodes would look failed). A cluster without
+            // per-index backoff (before 1.29) retries a failed pod and keeps the other pods
+            // running too; [`failures`] names each node once.
+            backoff_limit_per_index: Some(0),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -233,7 +237,14 @@ pub fn failures(reports: &[PodReport]) -> Vec<String> {
         })
         .collect();
     failed.sort();
+    // One line per node (a retried pod reports the same node again).
+    failed.dedup_by(|later, earlier| node_of(later) == node_of(earlier));
     failed
+}
+
+/// The node a line of [`failures`] starts with.
+fn node_of(line: &str) -> &str {
+    line.split_once(": ").map_or(line, |(node, _)| node)
 }
 
 /// The step's error for these [`failures`].

@@ -57,7 +57,8 @@ fn one_pod_per_worker_node_with_the_workers_scheduling_and_requests() {
     assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
     assert_eq!(spec.completions, Some(3));
     assert_eq!(spec.parallelism, Some(3));
-    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.backoff_limit_per_index, Some(0));
+    assert_eq!(spec.backoff_limit, None);
     let pod = pod_spec(&check);
     assert_eq!(pod.node_selector, worker.node_selector);
     assert!(pod.node_selector.is_some());
@@ -339,4 +340,13 @@ fn the_verdict_names_every_failed_node() {
         "{error}"
     );
     assert!(!error.contains("trn1-0"), "{error}");
+    // A retried pod on the same node names it once.
+    let mut retried = broken.clone();
+    retried.push(report(
+        "check-2-retry",
+        "trn1-2",
+        1,
+        &format!("{FAIL_PREFIX} node=trn1-2: fi_info -p efa lists 0 EFA interface(s), 8 requested"),
+    ));
+    assert_eq!(failures(&retried).len(), 2, "{:?}", failures(&retried));
 }
