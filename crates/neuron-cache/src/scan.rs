@@ -40,6 +40,10 @@ pub const ENTRY_PREFIX: &str = "MODULE_";
 /// killed prune leaves nothing that looks like an entry; the next prune finishes the removal.
 pub const REMOVING_PREFIX: &str = ".trnkit-removing-";
 
+/// trnkit's own bookkeeping files at the cache root (for example the mark the local profile's
+/// compile step leaves) start with this: they are neither entries nor reported as skipped.
+pub const TRNKIT_FILE_PREFIX: &str = ".trnkit-";
+
 /// Options of [`inspect`].
 #[derive(Clone, Debug)]
 pub struct InspectOptions {
@@ -122,6 +126,9 @@ pub fn inspect(root: &Path, options: &InspectOptions) -> Result<CacheReport> {
                 continue;
             }
         };
+        if name.starts_with(TRNKIT_FILE_PREFIX) && file_type.is_file() {
+            continue;
+        }
         let Some(version) = parse_version_folder(&name) else {
             if name == "neuron-compile-cache" && file_type.is_dir() {
                 notes.push(format!(

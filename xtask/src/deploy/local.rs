@@ -43,12 +43,29 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(pipeline::stage::sha256_file(path)?.0)
 }
 
-/// The identity (device and inode) of a directory: a cache deleted and laid out again is
-/// another directory, whatever it holds.
-fn directory_identity(path: &Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let metadata = fs_err::metadata(path)?;
-    Ok(format!("{}:{}", metadata.dev(), metadata.ino()))
+/// The name of the mark the compile step leaves in the cache it inspected (`neuron-cache`
+/// passes over the root's `.trnkit-` files).
+const CACHE_MARK: &str = ".trnkit-inspected";
+
+/// Marks the cache directory the compile step inspected with a value unique to this
+/// inspection, and returns it: a cache deleted and laid out again has no mark (an inode number
+/// would not do: a new directory may get the old one's).
+fn mark_directory(path: &Path) -> anyhow::Result<String> {
+    let mark = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default()
+    );
+    crate::files::write_atomic(&path.join(CACHE_MARK), &mark)?;
+    Ok(mark)
+}
+
+/// The mark [`mark_directory`] left, if it is still there.
+fn directory_mark(path: &Path) -> Option<String> {
+    fs_err::read_to_string(path.join(CACHE_MARK)).ok()
 }
 
 /// The directories the storage step lays out; a later run re-lays them out when one is gone.
@@ -182,7 +199,7 @@ impl LocalExecutor {
             summary,
             outputs: BTreeMap::from([
                 ("flags_key".to_owned(), flags.key()),
-                ("cache_root".to_owned(), directory_identity(&root)?),
+                ("cache_root".to_owned(), mark_directory(&root)?),
             ]),
         })
     }
@@ -274,8 +291,7 @@ impl Executor for LocalExecutor {
                 tokio::task::spawn_blocking(check).await.unwrap_or(false)
             }
             StepId::Compile => record.outputs.get("cache_root").is_some_and(|recorded| {
-                directory_identity(&self.layout.compile_cache())
-                    .is_ok_and(|identity| &identity == recorded)
+                directory_mark(&self.layout.compile_cache()).is_some_and(|mark| &mark == recorded)
             }),
             _ => true,
         }

@@ -392,3 +392,17 @@ fn without_sizes_the_states_are_the_same_and_bytes_are_zero() {
     assert_eq!(unsized_report.entries[0].files.neff_bytes, None);
     assert!(unsized_report.entries[0].files.neff);
 }
+
+#[test]
+fn trnkit_files_at_the_root_are_passed_over_and_other_files_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join(".trnkit-inspected"), "mark").unwrap();
+    fs_err::write(dir.path().join("notes.txt"), "x").unwrap();
+    let report = crate::inspect(dir.path(), &crate::InspectOptions::default()).unwrap();
+    let skipped: Vec<&str> = report
+        .skipped
+        .iter()
+        .map(|item| item.path.as_str())
+        .collect();
+    assert_eq!(skipped, ["notes.txt"]);
+}

@@ -100,10 +100,13 @@ fn walk(schema: &Value, value: &Value, path: &str, resource: bool, found: &mut V
 
 /// The real server's refusal of an apply patch with undeclared fields.
 pub(crate) fn refusal(kind: &KindInfo, namespace: &str, name: &str, fields: &[String]) -> ApiError {
-    let errors: Vec<String> = fields
+    // Sorted, as the real server's field paths come out of sorted sets, and so that the
+    // message does not depend on the map order of this build's serde_json.
+    let mut errors: Vec<String> = fields
         .iter()
         .map(|field| format!("{field}: field not declared in schema"))
         .collect();
+    errors.sort();
     let errors = match errors.as_slice() {
         [one] => one.clone(),
         many => format!("errors:\n  {}", many.join("\n  ")),
