@@ -35,6 +35,9 @@ pub enum RenderError {
         #[source]
         source: mpijob::Error,
     },
+    /// The output directory was refused or could not be written.
+    #[error(transparent)]
+    Output(#[from] crate::files::OutputError),
     /// A path of the shared layout was rejected.
     #[error("the shared file system layout rejected a name")]
     Layout(#[source] fsx::Error),
@@ -53,15 +56,6 @@ pub enum RenderError {
         /// Why.
         #[source]
         source: serde_json::Error,
-    },
-    /// Writing the output failed.
-    #[error("cannot write the manifests to {path}")]
-    Write {
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
     },
 }
 
@@ -268,50 +262,25 @@ pub fn tensorboard_config(config: &Config, image: &str) -> Result<TensorboardCon
 /// one YAML document each. The files are written into a temporary directory beside `dir`,
 /// which then replaces `dir` whole, so an interrupted run never leaves a partial set.
 pub fn write(dir: &Path, manifests: &[Manifest]) -> Result<Vec<PathBuf>, RenderError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source: std::io::Error| RenderError::Write {
-            path: path.clone(),
-            source,
-        }
-    };
-    let parent = dir
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(parent).map_err(io(parent))?;
-    let file_name = dir
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "manifests".to_owned());
-    let staging = parent.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
-    fs_err::create_dir_all(&staging).map_err(io(&staging))?;
-    let mut all = String::new();
+    let mut out = crate::files::OutputDir::begin(dir)?;
     let mut written = Vec::new();
     for (index, manifest) in manifests.iter().enumerate() {
-        let yaml = manifest.to_yaml();
-        let name = manifest.file_name(index);
-        fs_err::write(staging.join(&name), &yaml).map_err(io(&staging.join(&name)))?;
-        all.push_str("---\n");
-        all.push_str(&yaml);
-        written.push(dir.join(name));
+        written.push(out.write(Path::new(&manifest.file_name(index)), manifest.to_yaml())?);
     }
-    fs_err::write(staging.join("all.yaml"), &all).map_err(io(&staging.join("all.yaml")))?;
-    written.push(dir.join("all.yaml"));
-    // Swap the new directory in: move the old one aside first so that a crash at any point
-    // leaves either the old or the new complete set under `dir`.
-    let previous = parent.join(format!(".{file_name}.old-{}", std::process::id()));
-    if dir.exists() {
-        fs_err::rename(dir, &previous).map_err(io(dir))?;
-    }
-    fs_err::rename(&staging, dir).map_err(io(dir))?;
-    if previous.exists() {
-        fs_err::remove_dir_all(&previous).map_err(io(&previous))?;
-    }
+    written.push(out.write(Path::new("all.yaml"), stream(manifests))?);
+    out.commit()?;
     Ok(written)
+}
+
+/// Every manifest as one YAML stream (`---` before each document), as `kubectl apply -f -`
+/// and `kubectl diff -f -` read it.
+pub fn stream(manifests: &[Manifest]) -> String {
+    let mut all = String::new();
+    for manifest in manifests {
+        all.push_str("---\n");
+        all.push_str(&manifest.to_yaml());
+    }
+    all
 }
 
 pub mod rank;
