@@ -51,8 +51,11 @@ pub enum Command {
         /// Run the reference harness (`crates/pipeline/bench/reference_preprocess.py`) with
         /// this Python (one with `transformers` and `megatron-core` installed) on the same
         /// input, and compare its output with trnkit's byte for byte.
-        #[arg(long, value_name = "PYTHON")]
+        #[arg(long, value_name = "PYTHON", requires = "megatron_core")]
         against: Option<PathBuf>,
+        /// The unpacked megatron-core wheel the harness loads (with --against).
+        #[arg(long, value_name = "DIR")]
+        megatron_core: Option<PathBuf>,
     },
     /// Time `cache inspect` of a generated compile cache beside `du -sb` of the same tree.
     ///
@@ -94,8 +97,11 @@ pub struct AllArgs {
     #[arg(long, value_name = "DIR", requires = "input")]
     pub tokenizer: Option<PathBuf>,
     /// As `bench tokenize --against`.
-    #[arg(long, value_name = "PYTHON")]
+    #[arg(long, value_name = "PYTHON", requires = "megatron_core")]
     pub against: Option<PathBuf>,
+    /// As `bench tokenize --megatron-core`.
+    #[arg(long, value_name = "DIR")]
+    pub megatron_core: Option<PathBuf>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -116,7 +122,11 @@ pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
             reference,
             verify,
             against,
-        } => tokenize(input, tokenizer, workers, mode, reference, verify, against).await,
+            megatron_core,
+        } => {
+            let against = against.zip(megatron_core);
+            tokenize(input, tokenizer, workers, mode, reference, verify, against).await
+        }
         Command::Cache(args) => cache(args).await,
         Command::Deploy => deploy().await,
         Command::All(args) => {
@@ -125,7 +135,8 @@ pub async fn run(command: Command, _global: &Global) -> anyhow::Result<()> {
             match (args.input, args.tokenizer) {
                 (Some(input), Some(tokenizer)) => {
                     let mode = super::tokenize::ModeArg::Megatron;
-                    tokenize(input, tokenizer, 2, mode, false, false, args.against).await
+                    let against = args.against.zip(args.megatron_core);
+                    tokenize(input, tokenizer, 2, mode, false, false, against).await
                 }
                 _ => {
                     println!(
@@ -316,7 +327,7 @@ async fn tokenize(
     mode: super::tokenize::ModeArg,
     reference: bool,
     verify: bool,
-    against: Option<PathBuf>,
+    against: Option<(PathBuf, PathBuf)>,
 ) -> anyhow::Result<()> {
     let ours_dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let ours_prefix = ours_dir.path().join("bench");
@@ -333,7 +344,36 @@ async fn tokenize(
         .await
         .context("the bench thread failed")??;
     }
-    let Some(python) = against else {
+    // What users run: `cargo xtask tokenize` itself, as a process, timed like the reference.
+    let cli_prefix = ours_dir.path().join("cli");
+    let mut cli_args: Vec<String> = vec![
+        "tokenize".into(),
+        "--input".into(),
+        input.clone(),
+        "--tokenizer-type".into(),
+        "HuggingFaceTokenizer".into(),
+        "--tokenizer-model".into(),
+        tokenizer.display().to_string(),
+        "--output-prefix".into(),
+        cli_prefix.display().to_string(),
+        "--append-eod".into(),
+        "--workers".into(),
+        workers.to_string(),
+        "--no-progress".into(),
+        "--mode".into(),
+        if megatron { "megatron" } else { "nemo" }.into(),
+    ];
+    if !megatron {
+        cli_args.push("--need-pad-id".into());
+    }
+    let cli_args: Vec<&str> = cli_args.iter().map(String::as_str).collect();
+    let ours = time_best(&this_executable()?, &cli_args, ours_dir.path(), 3).await?;
+    println!(
+        "trnkit       {ours} (best of 3: {} {})",
+        this_executable()?.display(),
+        cli_args.join(" ")
+    );
+    let Some((python, megatron_core)) = against else {
         println!(
             "reference    not run; to run it in the same invocation: --against PYTHON (a Python with transformers and megatron-core), or by hand: PYTHON crates/pipeline/bench/reference_preprocess.py --input {input} --output-prefix OUT --tokenizer-model {} --append-eod --workers {workers} --mode {}",
             tokenizer.display(),
@@ -350,6 +390,8 @@ async fn tokenize(
     let reference_prefix = ours_dir.path().join("reference");
     let mut args: Vec<String> = vec![
         harness.display().to_string(),
+        "--megatron-core".into(),
+        megatron_core.display().to_string(),
         "--input".into(),
         input.clone(),
         "--output-prefix".into(),
@@ -372,12 +414,17 @@ async fn tokenize(
         python.display(),
         args.join(" ")
     );
+    println!(
+        "  trnkit / reference: {:.1}x faster (wall), {:.1}x less CPU",
+        timing.wall / ours.wall,
+        timing.cpu / ours.cpu.max(0.01)
+    );
     for extension in ["bin", "idx"] {
         let ours = fs_err::read(format!(
             "{}_text_document.{extension}",
-            ours_prefix.display()
+            cli_prefix.display()
         ))
-        .or_else(|_| fs_err::read(format!("{}.{extension}", ours_prefix.display())))?;
+        .or_else(|_| fs_err::read(format!("{}.{extension}", cli_prefix.display())))?;
         let theirs = fs_err::read(format!(
             "{}_text_document.{extension}",
             reference_prefix.display()
