@@ -54,7 +54,9 @@ pub enum Error {
     },
 
     /// The Dockerfile does not exist.
-    #[error("no Dockerfile at {path}: add one to the context or name it with --dockerfile")]
+    #[error(
+        "no Dockerfile at {path}: add one to the context, or name the context's Dockerfile in the build options"
+    )]
     DockerfileNotFound {
         /// Where it was looked for.
         path: PathBuf,

@@ -16,7 +16,6 @@
 //!   claim ([`csi::static_volume`]), or the blueprint's dynamic StorageClass `fsx` and claim
 //!   `fsx-claim` ([`csi::storage_class`], [`csi::dynamic_claim`]); and whether a StorageClass
 //!   that already exists can serve in place of trnkit's ([`csi::compare_storage_classes`]).
-//! - [`checks`]: security-group and Availability-Zone checks over EC2 facts the caller fetches.
 //! - [`io`]: the FSx API calls — create, adopt by id or tag, describe, a bounded wait for
 //!   `AVAILABLE`, delete — taking an `aws_sdk_fsx::Client` as argument.
 //!
@@ -54,7 +53,6 @@
 
 #![warn(missing_docs)]
 
-pub mod checks;
 pub mod csi;
 mod error;
 pub mod io;

@@ -1,7 +1,6 @@
 //! Unit tests of `fsx`: the pure builders and checks, and the IO functions against scripted
 //! (`aws-smithy-mocks`) FSx answers for what moto cannot model.
 
-mod checks;
 mod csi;
 mod io;
 mod layout;

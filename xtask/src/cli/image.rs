@@ -277,7 +277,9 @@ async fn context_and_options(
             trnkit_image(*image, global, stage_binary.as_deref())?.context
         }
         (None, Some(directory)) => {
-            BuildContext::from_directory(directory, flags.dockerfile.as_deref())?
+            BuildContext::from_directory(directory, flags.dockerfile.as_deref()).with_context(
+                || "reading the build context (name another Dockerfile with --dockerfile)",
+            )?
         }
         (None, None) => bail!("give --image or --context"),
     };

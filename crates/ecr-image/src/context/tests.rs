@@ -160,7 +160,7 @@ fn missing_context_or_dockerfile_are_specific_errors() {
         matches!(&error, Error::DockerfileNotFound { path } if path.ends_with("Dockerfile")),
         "{error}"
     );
-    assert!(error.to_string().contains("--dockerfile"), "{error}");
+    assert!(error.to_string().contains("build options"), "{error}");
 }
 
 #[test]
