@@ -236,7 +236,7 @@ pub(crate) async fn deploy(
         field_manager: config.cluster.field_manager.clone(),
     };
     let report = run::run(&plan, &store, &mut executor, selection, |event| {
-        super::deploy::show(&spinner, event);
+        super::progress::show(&spinner, event);
     })
     .await;
     lease.release().await;

@@ -10,7 +10,7 @@ use crate::config::{Config, Target};
 use crate::deploy::bundle;
 use crate::deploy::local::LocalExecutor;
 use crate::deploy::plan::{self, Plan, StepId};
-use crate::deploy::run::{self, Event, Selection};
+use crate::deploy::run::{self, Selection};
 use crate::deploy::state::FileStore;
 use crate::render;
 
@@ -251,30 +251,6 @@ pub(crate) fn selection(args: &Args) -> Selection {
     }
 }
 
-/// Prints one runner event; a running step shows a spinner with its elapsed time, except
-/// the steps that print lines of their own (images draws its own bars, follow prints the log).
-pub(crate) fn show(spinner: &StepSpinner, event: Event) {
-    match event {
-        Event::Started { id, title } => {
-            spinner.stop();
-            eprintln!("==> {id}: {title}");
-            if !matches!(id, StepId::Images | StepId::Follow) {
-                spinner.start(id.name(), &title);
-            }
-        }
-        Event::UpToDate { id, summary } => eprintln!("    {id}: up to date ({summary})"),
-        Event::NotSelected { id } => tracing::debug!("{id}: not selected"),
-        Event::Finished { id, summary } => {
-            spinner.stop();
-            eprintln!("    {id}: done: {summary}");
-        }
-        Event::Failed { id, error } => {
-            spinner.stop();
-            eprintln!("    {id}: FAILED: {error}");
-        }
-    }
-}
-
 async fn run_local(
     config: &Config,
     work_dir: &Path,
@@ -317,7 +293,7 @@ async fn run_local(
     )?;
     let spinner = StepSpinner::new(global.quiet);
     let report = run::run(plan, &store, &mut executor, selection(args), |event| {
-        show(&spinner, event);
+        super::progress::show(&spinner, event);
     })
     .await?;
     if let Some(failed) = report.failed {

@@ -1,5 +1,6 @@
-//! Progress on stderr: the one spinner style of every command, and the step spinner of
-//! `deploy`. Hidden when `--quiet`.
+//! Progress on stderr: the one spinner style of every command, the step spinner of `deploy`,
+//! and [`show`], which prints the runner's events (for the local and the EKS deploy alike, so
+//! neither command module reaches into the other). Hidden when `--quiet`.
 //!
 //! - On a terminal, `indicatif` draws the spinners, all in one [`MultiProgress`]; log lines go
 //!   through [`LogWriter`], which lifts the spinners off the screen while a line is written, so
@@ -13,6 +14,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::deploy::plan::StepId;
+use crate::deploy::run::Event;
 
 /// How often a step's status is printed when stderr is not a terminal.
 pub(crate) const PLAIN_INTERVAL: Duration = Duration::from_secs(60);
@@ -155,6 +159,30 @@ impl StepSpinner {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(running) = current.take() {
             running.bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints one runner event; a running step shows a spinner with its elapsed time, except
+/// the steps that print lines of their own (images draws its own bars, follow prints the log).
+pub(crate) fn show(spinner: &StepSpinner, event: Event) {
+    match event {
+        Event::Started { id, title } => {
+            spinner.stop();
+            eprintln!("==> {id}: {title}");
+            if !matches!(id, StepId::Images | StepId::Follow) {
+                spinner.start(id.name(), &title);
+            }
+        }
+        Event::UpToDate { id, summary } => eprintln!("    {id}: up to date ({summary})"),
+        Event::NotSelected { id } => tracing::debug!("{id}: not selected"),
+        Event::Finished { id, summary } => {
+            spinner.stop();
+            eprintln!("    {id}: done: {summary}");
+        }
+        Event::Failed { id, error } => {
+            spinner.stop();
+            eprintln!("    {id}: FAILED: {error}");
         }
     }
 }
