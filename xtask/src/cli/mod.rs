@@ -258,8 +258,11 @@ pub fn main_with(
     work: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> std::process::ExitCode {
     init_tracing(verbose, quiet);
+    // The workflow's futures are large where xtask is built unoptimised: give the runtime's
+    // threads the main thread's stack.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(16 * 1024 * 1024)
         .build()
     {
         Ok(runtime) => runtime,
