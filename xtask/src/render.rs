@@ -284,6 +284,8 @@ pub fn stream(manifests: &[Manifest]) -> String {
 }
 
 pub mod rank;
+#[cfg(test)]
+pub(crate) mod rank_harness;
 
 #[cfg(test)]
 mod tests;

@@ -162,30 +162,6 @@ async fn built_in_kinds_pass_kubernetes_validate_strict() {
     );
 }
 
-/// The launcher's `mpirun` argv and env of a rendered MPIJob.
-fn launcher(manifest: &Manifest) -> (Vec<String>, Vec<(String, String)>) {
-    let container =
-        &manifest.value["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];
-    let command = container["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|word| word.as_str().unwrap().to_owned())
-        .collect();
-    let env = container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|variable| {
-            Some((
-                variable["name"].as_str()?.to_owned(),
-                variable["value"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    (command, env)
-}
-
 /// Runs what a rank of `manifest` runs, on copies of the real scripts in `dir` with `torchrun`
 /// and `neuron_parallel_compile` stubbed, and returns the `NEURON_CC_FLAGS` the training
 /// command saw. `through_wrapper = false` runs the script directly, as trnkit did before.
@@ -194,53 +170,9 @@ fn flags_the_training_command_sees(
     dir: &Path,
     through_wrapper: bool,
 ) -> String {
-    let (command, env) = launcher(manifest);
-    // mpirun [options] -wdir DIR PROGRAM ARGS...; -x NAME=VALUE sets, -x NAME forwards.
-    let wdir = command.iter().position(|word| word == "-wdir").unwrap();
-    let mut program: Vec<String> = command[wdir + 2..].to_vec();
-    assert_eq!(program[0], render::rank::PATH, "{command:?}");
-    program[0] = dir.join("trnkit-rank").display().to_string();
-    if !through_wrapper {
-        program.remove(0);
-    }
-    let mut rank_env: Vec<(String, String)> = Vec::new();
-    let mut words = command.iter();
-    while let Some(word) = words.next() {
-        if word == "-x" {
-            let variable = words.next().unwrap();
-            match variable.split_once('=') {
-                Some((name, value)) => rank_env.push((name.to_owned(), value.to_owned())),
-                None => {
-                    if let Some((_, value)) = env.iter().find(|(name, _)| name == variable) {
-                        rank_env.push((variable.clone(), value.clone()));
-                    }
-                }
-            }
-        }
-    }
-    let output = dir.join("seen");
-    let _ = fs_err::remove_file(&output);
-    #[allow(clippy::disallowed_methods)]
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        // `ulimit -n 65535` in train_setup.sh may exceed this machine's hard limit.
-        .arg("ulimit() { :; }; export -f ulimit; exec \"$@\"")
-        .arg("rank")
-        .args(&program)
-        .current_dir(dir)
-        .env_clear()
-        .env(
-            "PATH",
-            format!("{}:/usr/bin:/bin", dir.join("stubs").display()),
-        )
-        .env("HOME", dir)
-        .env("SEEN", &output)
-        .envs(rank_env)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{program:?} failed: {status}");
-    fs_err::read_to_string(&output).unwrap().trim().to_owned()
+    render::rank_harness::run_rank(manifest, dir, through_wrapper, Vec::new(), None)
+        .trim()
+        .to_owned()
 }
 
 #[test]

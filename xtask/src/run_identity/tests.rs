@@ -209,29 +209,7 @@ fn manifests(config: &Config) -> Vec<Manifest> {
         .all_manifests()
 }
 
-/// The launcher's `mpirun` argv and its plain env of a rendered MPIJob.
-fn launcher(manifest: &Manifest) -> (Vec<String>, Vec<(String, String)>) {
-    let container =
-        &manifest.value["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];
-    let command = container["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|word| word.as_str().unwrap().to_owned())
-        .collect();
-    let env = container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|variable| {
-            Some((
-                variable["name"].as_str()?.to_owned(),
-                variable["value"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    (command, env)
-}
+use crate::render::rank_harness::launcher;
 
 /// Copies of the real scripts in `dir`, with the two absolute paths of the MPI branch moved
 /// into `dir` (`/nodelist_helper.py` and `/shared/`); `torchrun`, `neuron_parallel_compile`
@@ -285,65 +263,20 @@ fn training_words(
     launcher_uid: &str,
     through_wrapper: bool,
 ) -> Vec<String> {
-    let (command, env) = launcher(manifest);
-    // mpirun [options] -wdir DIR PROGRAM ARGS...; -x NAME=VALUE sets, -x NAME forwards.
-    let wdir = command.iter().position(|word| word == "-wdir").unwrap();
-    let mut program: Vec<String> = command[wdir + 2..].to_vec();
-    assert_eq!(program[0], render::rank::PATH, "{command:?}");
-    program[0] = dir.join("trnkit-rank").display().to_string();
-    if !through_wrapper {
-        program.remove(0);
-    }
-    let mut rank_env: Vec<(String, String)> = vec![
+    let rank_env = vec![
         ("OMPI_COMM_WORLD_RANK".to_owned(), "0".to_owned()),
         ("OMPI_COMM_WORLD_SIZE".to_owned(), "4".to_owned()),
     ];
-    let mut words = command.iter();
-    while let Some(word) = words.next() {
-        if word != "-x" {
-            continue;
-        }
-        let variable = words.next().unwrap();
-        match variable.split_once('=') {
-            Some((name, value)) => rank_env.push((name.to_owned(), value.to_owned())),
-            // POD_UID comes from the launcher pod's metadata.uid (the downward API).
-            None if variable == "POD_UID" => {
-                rank_env.push((variable.clone(), launcher_uid.to_owned()));
-            }
-            None => {
-                if let Some((_, value)) = env.iter().find(|(name, _)| name == variable) {
-                    rank_env.push((variable.clone(), value.clone()));
-                }
-            }
-        }
-    }
-    let seen = dir.join("seen");
-    let _ = fs_err::remove_file(&seen);
-    #[allow(clippy::disallowed_methods)]
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        // `ulimit -n 65535` in train_setup.sh may exceed this machine's hard limit.
-        .arg("ulimit() { :; }; export -f ulimit; exec \"$@\"")
-        .arg("rank")
-        .args(&program)
-        .current_dir(dir)
-        .env_clear()
-        .env(
-            "PATH",
-            format!("{}:/usr/bin:/bin", dir.join("stubs").display()),
-        )
-        .env("HOME", dir)
-        .env("SEEN", &seen)
-        .envs(rank_env)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{program:?} failed: {status}");
-    fs_err::read_to_string(&seen)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    crate::render::rank_harness::run_rank(
+        manifest,
+        dir,
+        through_wrapper,
+        rank_env,
+        Some(launcher_uid),
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 fn setting<'a>(words: &'a [String], key: &str) -> Vec<&'a str> {
