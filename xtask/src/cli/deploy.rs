@@ -42,6 +42,10 @@ pub struct Args {
     /// `trnkit-deploy` in the cluster), wait for it instead of failing at once.
     #[arg(long)]
     pub wait: bool,
+    /// The AWS region for this run (ECR, FSx, STS), overriding `cluster.region`, as the AWS
+    /// CLI's --region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
     /// Where --dry-run writes the manifests (default: <work_dir>/manifests): a new or empty
     /// directory, or one trnkit wrote before; `-` prints them as one YAML stream on stdout.
     #[arg(long, value_name = "DIR")]
@@ -178,11 +182,22 @@ fn write_images(dir: &Path, rendered: &plan::Rendered) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let config = if args.dry_run {
+    let mut config = if args.dry_run {
         super::load_config_offline(global)?
     } else {
         super::load_config(global)?
     };
+    if let Some(region) = &args.region {
+        // It reaches the registry's host name in every manifest: a region name only.
+        anyhow::ensure!(
+            !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "--region {region:?} is not an AWS region name (like us-west-2)"
+        );
+        config.cluster.region.clone_from(region);
+    }
     let work_dir = config.cluster.work_dir.clone();
     let stage_binary = stage_binary_for(&config, &args).await?;
     let rendered = bundle::render_all(&config, None, None, &stage_binary)?;
@@ -335,6 +350,7 @@ mod tests {
             only: None,
             no_follow: false,
             wait: false,
+            region: None,
             output: Default::default(),
             out: None,
             workers: None,

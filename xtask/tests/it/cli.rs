@@ -577,3 +577,39 @@ async fn cleanup_previews_in_the_one_wording() {
         "{preview}"
     );
 }
+
+#[tokio::test]
+async fn deploy_region_overrides_the_configuration_for_one_run_and_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    // An EKS configuration: its images live in ECR, whose host names the region.
+    fs_err::write(
+        dir.path().join("trnkit.toml"),
+        "[cluster]\ntarget = \"eks\"\naccount_id = \"123456789012\"\n\n[storage]\nsubnet_id = \"subnet-0123456789abcdef0\"\nsecurity_group_ids = [\"sg-0123456789abcdef0\"]\n",
+    )
+    .unwrap();
+    let plan = trnkit(
+        dir.path(),
+        &[
+            "deploy",
+            "--dry-run",
+            "--region",
+            "eu-north-1",
+            "--out",
+            "-",
+        ],
+    )
+    .await;
+    assert!(plan.status.success(), "{plan:?}");
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("eu-north-1"),
+        "the region reaches the manifests: {text}"
+    );
+    let bad = trnkit(
+        dir.path(),
+        &["deploy", "--dry-run", "--region", "us west;rm"],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an AWS region name"));
+}
