@@ -33,7 +33,7 @@ pub enum Command {
     /// Build an image into the local Docker engine (no registry involved).
     ///
     /// Examples: `cargo xtask image build --image tensorboard -o json`,
-    /// `cargo xtask image build --context ./my-image --repository me/custom`
+    /// `cargo xtask image build --dir ./my-image --repository me/custom`
     Build(BuildArgs),
     /// Make sure the ECR repository exists, then build and push an image unless the registry
     /// already holds its content tag; print the pushed reference and digest.
@@ -43,7 +43,7 @@ pub enum Command {
     /// endpoint (moto in tests).
     ///
     /// Examples: `cargo xtask image push --image training --tag latest -o json`,
-    /// `cargo xtask image push --context ./my-image --repository my-team/custom`
+    /// `cargo xtask image push --dir ./my-image --repository my-team/custom`
     Push(PushArgs),
 }
 
@@ -67,16 +67,17 @@ pub struct Source {
     /// One of trnkit's images, rendered from its typed definition with pinned versions.
     #[arg(long, value_enum)]
     pub image: Option<ImageName>,
-    /// A build context directory of your own (its .dockerignore is honoured).
-    #[arg(long, value_name = "DIR")]
-    pub context: Option<PathBuf>,
+    /// A build context directory of your own (its .dockerignore is honoured). (`--context` is
+    /// kubectl's: the kube context, as for every command.)
+    #[arg(long = "dir", value_name = "DIR")]
+    pub directory: Option<PathBuf>,
 }
 
 /// Options shared by `build` and `push`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildFlags {
-    /// The Dockerfile for --context (default: DIR/Dockerfile). It may live outside DIR.
-    #[arg(long, value_name = "FILE", requires = "context")]
+    /// The Dockerfile for --dir (default: DIR/Dockerfile). It may live outside DIR.
+    #[arg(long, value_name = "FILE", requires = "directory")]
     pub dockerfile: Option<PathBuf>,
     /// A build argument, NAME=VALUE (repeatable). Names that look like secrets (PASSWORD,
     /// TOKEN, KEY, ...) are refused: build arguments are stored in the image history.
@@ -116,7 +117,7 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub flags: BuildFlags,
     /// The local repository name the image is tagged with (default: trnkit/<image>, or
-    /// trnkit/custom for --context).
+    /// trnkit/custom for --dir).
     #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
     /// `-o json|yaml`: one document: `reference`, `image_id`, `built` (false when the content
@@ -133,12 +134,12 @@ pub struct PushArgs {
     #[command(flatten)]
     pub flags: BuildFlags,
     /// The ECR repository (created if missing). Default for --image: [image].repository of the
-    /// configuration (neuronx_nemo); required with --context.
+    /// configuration (neuronx_nemo); required with --dir.
     #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
     /// A human tag to point at the image besides its content tag (repeatable), e.g. latest.
     /// Defaults for --image: deploy's, so both push the same tags: training gets
-    /// [image].human_tag (latest), the others none; none for --context.
+    /// [image].human_tag (latest), the others none; none for --dir.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Push to this registry (HOST:PORT) instead of the one ECR reports: a mirror, an
@@ -260,7 +261,7 @@ async fn context_and_options(
     flags: &BuildFlags,
     global: &Global,
 ) -> anyhow::Result<(BuildContext, BuildOptions)> {
-    let context = match (&source.image, &source.context) {
+    let context = match (&source.image, &source.directory) {
         (Some(image), _) => {
             let stage_binary = match (image, &flags.stage_binary) {
                 (ImageName::Stager, Some(path)) => {
@@ -281,7 +282,7 @@ async fn context_and_options(
                 || "reading the build context (name another Dockerfile with --dockerfile)",
             )?
         }
-        (None, None) => bail!("give --image or --context"),
+        (None, None) => bail!("give --image or --dir"),
     };
     let options = BuildOptions {
         build_args: flags.build_args.iter().cloned().collect(),
@@ -463,7 +464,7 @@ async fn push(args: PushArgs, global: &Global) -> anyhow::Result<()> {
     let repository = match (&args.repository, args.source.image) {
         (Some(repository), _) => repository.clone(),
         (None, Some(_)) => config.image.repository.clone(),
-        (None, None) => bail!("--repository NAME is required with --context"),
+        (None, None) => bail!("--repository NAME is required with --dir"),
     };
     let tags = push_tags(&config, args.source.image, &args.tags);
     let registry_override = args

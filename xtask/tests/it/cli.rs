@@ -515,7 +515,7 @@ async fn image_build_reports_one_json_document() {
                 "--quiet",
                 "image",
                 "build",
-                "--context",
+                "--dir",
                 "ctx",
                 "--repository",
                 "trnkit-test/cli-output",
@@ -612,4 +612,24 @@ async fn deploy_region_overrides_the_configuration_for_one_run_and_is_checked() 
     .await;
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an AWS region name"));
+}
+
+/// Every command's arguments are consistent once the global ones (`--context`, `-n`, `-c`, …)
+/// reach it: clap panics at run time on a clash, so the whole tree is checked here.
+#[test]
+fn the_command_tree_has_no_clashing_arguments() {
+    use clap::CommandFactory as _;
+    xtask::cli::Cli::command().debug_assert();
+    fn walk(command: &mut clap::Command, path: &str) {
+        command.build();
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        for name in names {
+            let sub = command.find_subcommand_mut(&name).unwrap();
+            walk(sub, &format!("{path} {name}"));
+        }
+    }
+    walk(&mut xtask::cli::Cli::command(), "trnkit");
 }

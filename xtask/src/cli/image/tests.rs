@@ -43,7 +43,7 @@ async fn image_push_tags_equal_deploys() {
     for name in ImageName::ALL {
         let source = Source {
             image: Some(name),
-            context: None,
+            directory: None,
         };
         let (context, options) = context_and_options(&source, &flags(&binary), &global)
             .await
