@@ -137,17 +137,8 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
         let hub =
             crate::hub::check(&self.config, &self.hf_endpoint, self.hf_token.as_deref()).await;
         if !preflight.passed() || hub.is_err() {
-            let mut failures: Vec<String> = preflight
-                .failures()
-                .map(|check| {
-                    format!(
-                        "{}: {} — {}",
-                        check.id,
-                        check.detail,
-                        check.fix.clone().unwrap_or_default()
-                    )
-                })
-                .collect();
+            let mut failures: Vec<String> =
+                preflight.failures().map(|check| check.line()).collect();
             if let Err(error) = &hub {
                 failures.push(format!("huggingface-hub: {error:#}"));
             }
@@ -158,17 +149,7 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             );
         }
         // Warnings (a Karpenter pool that may consolidate Trainium nodes) do not stop deploy.
-        let warnings: Vec<String> = preflight
-            .warnings()
-            .map(|check| {
-                format!(
-                    "{}: {} — {}",
-                    check.id,
-                    check.detail,
-                    check.fix.clone().unwrap_or_default()
-                )
-            })
-            .collect();
+        let warnings: Vec<String> = preflight.warnings().map(|check| check.line()).collect();
         for warning in &warnings {
             tracing::warn!("preflight: {warning}");
         }

@@ -75,6 +75,16 @@ pub struct Check {
 }
 
 impl Check {
+    /// One line: `id: what was found — what to do`.
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {} — {}",
+            self.id,
+            self.detail,
+            self.fix.as_deref().unwrap_or_default()
+        )
+    }
+
     fn pass(id: &'static str, detail: impl Into<String>) -> Self {
         Self {
             id,
