@@ -478,4 +478,26 @@ pub fn humantime_duration(value: &str) -> Result<Duration, String> {
 }
 
 #[cfg(test)]
+impl CreateArgs {
+    /// `fsx create` with no flag: everything from the configuration, no wait, JSON output.
+    pub(crate) fn plain() -> Self {
+        Self {
+            target: Target {
+                file_system_id: None,
+                name: None,
+                region: None,
+            },
+            subnet_id: None,
+            security_group_ids: Vec::new(),
+            deployment_type: None,
+            capacity_gib: None,
+            throughput: None,
+            no_wait: true,
+            timeout: std::time::Duration::from_secs(60),
+            output: crate::cli::output::OutputArgs::JSON,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests;

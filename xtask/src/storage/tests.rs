@@ -621,21 +621,7 @@ async fn fsx_create_and_deploy_send_the_same_create_request() {
     )
     .await
     .unwrap();
-    let args = crate::cli::fsx::CreateArgs {
-        target: crate::cli::fsx::Target {
-            file_system_id: None,
-            name: None,
-            region: None,
-        },
-        subnet_id: None,
-        security_group_ids: Vec::new(),
-        deployment_type: None,
-        capacity_gib: None,
-        throughput: None,
-        no_wait: true,
-        timeout: Duration::from_secs(60),
-        output: crate::cli::output::OutputArgs::JSON,
-    };
+    let args = crate::cli::fsx::CreateArgs::plain();
     let (created, was_created) = crate::cli::fsx::create_with(&cli_client, &args, &config, true)
         .await
         .unwrap();

@@ -1,25 +1,11 @@
 //! Tests of `cargo xtask fsx`: its overrides of `[storage]` and its durations.
 
-use super::{CreateArgs, Target, overridden};
+use super::{CreateArgs, overridden};
 use crate::config::Config;
 use crate::storage;
 
 fn args() -> CreateArgs {
-    CreateArgs {
-        target: Target {
-            file_system_id: None,
-            name: None,
-            region: None,
-        },
-        subnet_id: None,
-        security_group_ids: Vec::new(),
-        deployment_type: None,
-        capacity_gib: None,
-        throughput: None,
-        no_wait: true,
-        timeout: std::time::Duration::from_secs(60),
-        output: crate::cli::output::OutputArgs::JSON,
-    }
+    CreateArgs::plain()
 }
 
 #[test]
