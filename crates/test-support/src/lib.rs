@@ -7,10 +7,12 @@
 //!
 //! - `aws`: the SDK configuration for tests against moto.
 //! - `silent`: an endpoint that accepts connections and never answers.
+//! - `http_stub`: a minimal HTTP server whose answers a test decides.
 //!
 //! No library crate depends on this crate except as a `[dev-dependency]`.
 
 pub mod aws;
 pub mod fake_apiserver;
+pub mod http_stub;
 pub mod services;
 pub mod silent;

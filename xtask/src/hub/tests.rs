@@ -3,8 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use test_support::http_stub::HttpStub;
 
 use super::{Access, check, check_bounded, is_hub_repository};
 use crate::config::Config;
@@ -13,64 +12,40 @@ use crate::config::Config;
 /// its CDN) to the token `hf_granted`, refuses `hf_pending` (licence not accepted, 403) and
 /// any other token or none (401); `org/open` is public; the rest is 404. `silent` accepts
 /// connections and never answers. Returns the endpoint and the requests seen.
-async fn fake_hub(silent: bool) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+async fn fake_hub(silent: bool) -> (HttpStub, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                if silent {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                    return;
-                }
-                let text = String::from_utf8_lossy(&request).to_string();
-                let line = text.lines().next().unwrap_or_default().to_owned();
-                let token = text
-                    .lines()
-                    .find_map(|header| {
-                        header
-                            .to_ascii_lowercase()
-                            .starts_with("authorization:")
-                            .then(|| header["authorization:".len()..].trim().to_owned())
-                    })
-                    .unwrap_or_default();
-                log.lock().unwrap().push(line.clone());
-                let path = line.split_whitespace().nth(1).unwrap_or_default();
-                let status = match path {
-                    "/meta-llama/Llama-2-7b-hf/resolve/main/tokenizer.json" => {
-                        match token.as_str() {
-                            "Bearer hf_granted" => "302 Found\r\nLocation: http://cdn.invalid/t",
-                            "Bearer hf_pending" => "403 Forbidden",
-                            _ => "401 Unauthorized",
-                        }
-                    }
-                    "/org/open/resolve/main/tokenizer.json"
-                    | "/api/datasets/togethercomputer/RedPajama-Data-1T-Sample/tree/main" => {
-                        "200 OK"
-                    }
-                    "/api/datasets/org/gated-data/tree/main" => "401 Unauthorized",
-                    _ => "404 Not Found",
-                };
-                let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
+    let hub = HttpStub::serve(move |head| {
+        if silent {
+            return None;
         }
-    });
-    (endpoint, seen)
+        let line = head.lines().next().unwrap_or_default().to_owned();
+        let token = head
+            .lines()
+            .find_map(|header| {
+                header
+                    .to_ascii_lowercase()
+                    .starts_with("authorization:")
+                    .then(|| header["authorization:".len()..].trim().to_owned())
+            })
+            .unwrap_or_default();
+        log.lock().unwrap().push(line.clone());
+        let path = line.split_whitespace().nth(1).unwrap_or_default();
+        let status = match path {
+            "/meta-llama/Llama-2-7b-hf/resolve/main/tokenizer.json" => match token.as_str() {
+                "Bearer hf_granted" => "302 Found\r\nLocation: http://cdn.invalid/t",
+                "Bearer hf_pending" => "403 Forbidden",
+                _ => "401 Unauthorized",
+            },
+            "/org/open/resolve/main/tokenizer.json"
+            | "/api/datasets/togethercomputer/RedPajama-Data-1T-Sample/tree/main" => "200 OK",
+            "/api/datasets/org/gated-data/tree/main" => "401 Unauthorized",
+            _ => "404 Not Found",
+        };
+        Some(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n"))
+    })
+    .await;
+    (hub, seen)
 }
 
 /// The default configuration with another tokenizer and a local dataset.
@@ -83,7 +58,8 @@ fn with_tokenizer(tokenizer: &str) -> Config {
 
 #[tokio::test]
 async fn a_gated_tokenizer_without_a_token_fails_before_any_request() {
-    let (endpoint, seen) = fake_hub(false).await;
+    let (hub, seen) = fake_hub(false).await;
+    let endpoint = hub.url();
     let error = check(&Config::default(), &endpoint, None)
         .await
         .unwrap_err()
@@ -103,7 +79,8 @@ async fn a_gated_tokenizer_without_a_token_fails_before_any_request() {
 
 #[tokio::test]
 async fn the_hub_says_whether_the_token_can_read_the_tokenizer_and_dataset() {
-    let (endpoint, seen) = fake_hub(false).await;
+    let (hub, seen) = fake_hub(false).await;
+    let endpoint = hub.url();
     let config = Config::default();
     let report = check(&config, &endpoint, Some("hf_granted")).await.unwrap();
     assert_eq!(
@@ -145,7 +122,8 @@ async fn the_hub_says_whether_the_token_can_read_the_tokenizer_and_dataset() {
 
 #[tokio::test]
 async fn other_repositories_are_asked_about_too() {
-    let (endpoint, _) = fake_hub(false).await;
+    let (hub, _) = fake_hub(false).await;
+    let endpoint = hub.url();
     let open = with_tokenizer("org/open");
     let report = check(&open, &endpoint, None).await.unwrap();
     assert!(
@@ -174,7 +152,8 @@ async fn an_unreachable_or_silent_hub_is_a_bounded_warning() {
         .await
         .unwrap();
     assert_eq!(unverified.warnings().len(), 2, "{unverified:?}");
-    let (endpoint, _) = fake_hub(true).await;
+    let (hub, _) = fake_hub(true).await;
+    let endpoint = hub.url();
     let started = Instant::now();
     let unverified = check_bounded(
         &Config::default(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
+use test_support::http_stub::HttpStub;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use xtask::config::Config;
@@ -123,32 +124,14 @@ async fn free_port() -> u16 {
 }
 
 /// TensorBoard's stand-in: answers every request with 200 and [`STUB_BODY`].
-async fn stub() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{STUB_BODY}",
-                    STUB_BODY.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    port
+async fn stub() -> HttpStub {
+    HttpStub::serve(|_| {
+        Some(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{STUB_BODY}",
+            STUB_BODY.len()
+        ))
+    })
+    .await
 }
 
 /// `GET path` on `port` with optional basic credentials: the status code and the body.
@@ -304,11 +287,7 @@ async fn answers(nginx: &Path, mount: SecretMount) -> anyhow::Result<Answers> {
         ecr_image::TENSORBOARD_HTPASSWD_DIR,
         &volume.display().to_string(),
     );
-    let site = replace_once(
-        &site,
-        "http://127.0.0.1:6006",
-        &format!("http://127.0.0.1:{upstream}"),
-    );
+    let site = replace_once(&site, "http://127.0.0.1:6006", &upstream.url());
     let (server, port) = Nginx::start(nginx, dir.path(), &site).await?;
     let (right, right_body) = get(port, "/", Some((USER, PASSWORD))).await?;
     let result = Answers {
