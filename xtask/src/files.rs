@@ -70,7 +70,7 @@ pub enum OutputError {
          generated itself: give --out a new or empty directory, or move those away",
         path.display(),
         if foreign.len() == 1 { "an entry" } else { "entries" },
-        foreign.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        summary(foreign)
     )]
     Foreign {
         /// The directory.
@@ -87,6 +87,15 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Up to five names, and how many more there are.
+fn summary(names: &[String]) -> String {
+    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    match names.len().saturating_sub(5) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }
 
 /// A directory of generated files, built aside and swapped in whole.

@@ -91,8 +91,12 @@ fn a_repository_root_is_refused() {
     let temp = tempfile::tempdir().unwrap();
     fs_err::create_dir(temp.path().join(".git")).unwrap();
     fs_err::write(temp.path().join(".git/HEAD"), "ref").unwrap();
+    for hook in 0..7 {
+        fs_err::write(temp.path().join(format!(".git/hook-{hook}")), "x").unwrap();
+    }
     let error = generate(temp.path(), &[("a.yaml", "a")]).unwrap_err();
     assert!(error.to_string().contains(".git/HEAD"), "{error}");
+    assert!(error.to_string().contains("and 3 more"), "{error}");
     assert!(temp.path().join(".git/HEAD").is_file());
 }
 
