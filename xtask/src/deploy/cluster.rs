@@ -95,7 +95,7 @@ pub struct ClusterExecutor<P> {
     /// Wait bounds.
     pub timeouts: Timeouts,
     /// Receives what the follow step reads (log lines, re-attachments).
-    pub on_follow: Box<dyn FnMut(&FollowEvent) + Send>,
+    pub on_follow: Box<dyn FnMut(&FollowEvent) + Send + Sync>,
     /// Receives what a long step is doing now ("waiting for MPIJob … to succeed").
     pub on_status: Box<dyn Fn(&str) + Send + Sync>,
 }

@@ -1301,3 +1301,25 @@ async fn a_failed_worker_pod_restarts_the_job() {
         "{record:?}"
     );
 }
+
+/// Another tool can drive a deploy from its own runtime: the whole run is a `Send` future that
+/// `tokio::spawn` takes onto a worker thread (nothing blocks the runtime or needs the caller's
+/// thread), and it deploys as the tests above do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_runs_as_a_task_spawned_on_another_runtime_thread() {
+    let h = harness(config()).await;
+    let Harness {
+        fake: _fake,
+        plan,
+        mut executor,
+        store,
+        ..
+    } = h;
+    let report = tokio::spawn(async move {
+        super::run::run(&plan, &store, &mut executor, Selection::default(), |_| {}).await
+    })
+    .await
+    .expect("the deploy task ran")
+    .expect("the deploy ran");
+    assert_eq!(report.failed, None, "{report:?}");
+}

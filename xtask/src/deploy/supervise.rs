@@ -57,7 +57,7 @@ pub struct Supervisor<'a, S> {
     /// The waits.
     pub pace: Pace,
     /// Receives what the launcher's log says.
-    pub on_follow: &'a mut (dyn FnMut(&FollowEvent) + Send),
+    pub on_follow: &'a mut (dyn FnMut(&FollowEvent) + Send + Sync),
     /// Receives the live figures and what the supervisor does.
     pub on_status: &'a (dyn Fn(&str) + Send + Sync),
 }
