@@ -45,7 +45,7 @@ pub struct LogsArgs {
     #[arg(long, default_value_t = 100)]
     pub tail: i64,
     /// Show node N's own log file instead (0 to workers - 1): the `tee` of that node's torchrun
-    /// output, `nemo_experiments/<launcher UID>/<N>/log` on the shared file system, read with
+    /// output, `nemo_experiments/<run name>/<N>/log` on the shared file system, read with
     /// `tail` in worker N through `kubectl exec` (the blueprint's `kubectl exec ... tail -f`).
     #[arg(long, value_name = "N")]
     pub rank: Option<u32>,

@@ -263,7 +263,7 @@ impl Executor for LocalExecutor {
             StepId::Tensorboard => Ok(rendered("TensorBoard's Deployment and Services")),
             StepId::Follow => Ok(StepOutput {
                 summary: format!(
-                    "in the cluster: follow the launcher of {} and {}/<launcher uid>/0/log",
+                    "in the cluster: follow the launcher of {} and {}/<run name>/0/log",
                     self.config.training.train_job_name,
                     self.layout
                         .rebase(SharedLayout::IN_CLUSTER_ROOT)
