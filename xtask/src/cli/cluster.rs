@@ -1,5 +1,6 @@
 //! The EKS side of `deploy` and the commands that talk to the cluster: reading the process
-//! environment (`HF_TOKEN`, AWS settings, the kubeconfig) happens here, at the edge.
+//! environment (`HF_TOKEN`, AWS settings, the kubeconfig) happens here, at the edge; the
+//! sequence itself is `deploy::eks`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,15 +10,13 @@ use mpijob::io::FollowEvent;
 
 use super::progress::StepSpinner;
 use crate::config::Config;
-use crate::deploy::bundle;
-use crate::deploy::cluster::{ClusterExecutor, ImagePublisher, Timeouts};
-use crate::deploy::plan::{self, RenderedImage};
-use crate::deploy::run::{self, Selection};
-use crate::deploy::state::ConfigMapStore;
-use crate::kube::preflight;
+use crate::deploy::cluster::ImagePublisher;
+use crate::deploy::eks::{Callbacks, Connections, Edge};
+use crate::deploy::plan::RenderedImage;
+use crate::deploy::run::Selection;
 
 /// The Lease that keeps two deploys against one namespace apart.
-pub(crate) const DEPLOY_LEASE: &str = "trnkit-deploy";
+pub(crate) const DEPLOY_LEASE: &str = crate::deploy::eks::DEPLOY_LEASE;
 
 /// A client for the configured kube context (or the current one) of the configured
 /// kubeconfig (or kubectl's), every call bounded (see [`crate::kube_client`]); the API server
@@ -137,9 +136,9 @@ pub(crate) fn show_follow(run: &str, event: &FollowEvent) {
     }
 }
 
-/// Deploys to the cluster: preflight decides the launcher gate, then the plan runs with its
-/// state in the cluster. `trnkit-stage` is `stage_binary` (`--stage-binary`), or built once
-/// preflight passed and only when the images step runs.
+/// Deploys to the cluster: reads what the sequence needs from the environment (`HF_TOKEN`,
+/// `HF_ENDPOINT`, `DOCKER_HOST`, the AWS chain, the kubeconfig), runs `deploy::eks::deploy`
+/// with a spinner, and prints how it ended.
 pub(crate) async fn deploy(
     config: &Config,
     selection: Selection,
@@ -148,59 +147,10 @@ pub(crate) async fn deploy(
     global: &super::Global,
 ) -> anyhow::Result<()> {
     let spinner = StepSpinner::new(global.quiet);
-    // Who we act as in AWS, before anything is rendered or touched: the account names the ECR
-    // registry, and credentials for another account than the configured one stop here. The
-    // cluster's region, whatever the environment's default is.
+    // The cluster's region, whatever the environment's default is.
     let sdk = super::aws_sdk_config(Some(&config.cluster.region), config).await;
-    let identity = crate::aws_identity::fetch(&sdk).await?;
-    let config = &crate::aws_identity::reconcile(config, &identity)?;
-    eprintln!(
-        "AWS account {} as {} in {}",
-        identity.account, identity.arn, config.cluster.region
-    );
     let client = client(config).await?;
-    let facts = preflight::fetch_facts(&client).await;
-    let training = &config.training;
-    let preflight = preflight::evaluate(&facts, &crate::deploy::cluster::requirements(training));
-    let stager_binary = crate::images::stage_binary_for_run(
-        stage_binary,
-        &selection,
-        preflight.passed(),
-        super::image::build_stage_binary,
-    )
-    .await?;
-    // The run's name: configured, recorded by an earlier deploy, or named now (run_identity).
-    let recorded = crate::deploy::state::StateStore::load(&ConfigMapStore {
-        api: kube::Api::namespaced(client.clone(), &config.cluster.namespace),
-        namespace: config.cluster.namespace.clone(),
-        field_manager: config.cluster.field_manager.clone(),
-    })
-    .await?;
-    let config =
-        &crate::run_identity::with_run_name(config, &recorded, std::time::SystemTime::now());
-    let rendered = bundle::render_all(config, preflight.launcher_gate, None, &stager_binary)?;
-    let plan = plan::plan(config, &rendered);
-    let images = crate::images::images(
-        config,
-        Some(stager_binary.as_path()).filter(|path| path.is_file()),
-    )?;
-    let mut executor = ClusterExecutor {
-        client: client.clone(),
-        config: config.clone(),
-        facts: Some(facts),
-        images: rendered.images.clone(),
-        fsx: Some(crate::aws::fsx_client(&sdk)),
-        publisher: EcrPublisher {
-            config: config.clone(),
-            sdk,
-            images,
-            docker_host: std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|host| !host.is_empty())
-                .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned()),
-            quiet: global.quiet,
-            verbose: global.verbose > 0,
-        },
+    let edge = Edge {
         hf_token: std::env::var("HF_TOKEN")
             .ok()
             .filter(|token| !token.is_empty()),
@@ -208,45 +158,58 @@ pub(crate) async fn deploy(
             .ok()
             .filter(|endpoint| !endpoint.is_empty())
             .unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_owned()),
-        timeouts: Timeouts {
-            compile: config.training.compile_timeout.duration(),
-            ..Timeouts::default()
-        },
-        on_follow: {
-            let run = config.training.run_name.clone();
-            Box::new(move |event: &FollowEvent| show_follow(&run, event))
-        },
+        stage_binary: stage_binary.map(Path::to_path_buf),
+        wait,
+    };
+    let docker_host = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+    let (quiet, verbose) = (global.quiet, global.verbose > 0);
+    let make_publisher =
+        |config: &Config, sdk: &aws_config::SdkConfig, images: Vec<crate::images::Image>| {
+            EcrPublisher {
+                config: config.clone(),
+                sdk: sdk.clone(),
+                images,
+                docker_host,
+                quiet,
+                verbose,
+            }
+        };
+    let on_note = |note: &str| eprintln!("{note}");
+    let mut on_event = {
+        let spinner = spinner.clone();
+        move |event| super::progress::show(&spinner, event)
+    };
+    let callbacks = Callbacks {
+        on_note: &on_note,
+        on_event: &mut on_event,
+        on_follow: Box::new(show_follow),
         on_status: {
             let spinner = spinner.clone();
             Box::new(move |message: &str| spinner.status(message))
         },
     };
-    let lease = crate::lock::LeaseLock::acquire(
-        kube::Api::namespaced(client.clone(), &config.cluster.namespace),
-        &config.cluster.namespace,
-        DEPLOY_LEASE,
-        &crate::lock::Holder::this_process("deploy"),
-        wait,
-        crate::lock::LeaseTiming::default(),
+    let outcome = crate::deploy::eks::deploy(
+        config,
+        selection,
+        edge,
+        Connections {
+            aws: sdk,
+            kube: client,
+        },
+        super::image::build_stage_binary,
+        make_publisher,
+        callbacks,
     )
     .await?;
-    let store = ConfigMapStore {
-        api: kube::Api::namespaced(client, &config.cluster.namespace),
-        namespace: config.cluster.namespace.clone(),
-        field_manager: config.cluster.field_manager.clone(),
-    };
-    let report = run::run(&plan, &store, &mut executor, selection, |event| {
-        super::progress::show(&spinner, event);
-    })
-    .await;
-    lease.release().await;
-    let report = report?;
-    if let Some(failed) = report.failed {
+    if let Some(failed) = outcome.report.failed {
         anyhow::bail!(
             "step {failed} failed; fix the cause and run `cargo xtask deploy` again to resume there"
         );
     }
-    if report.nothing_to_do(&plan) {
+    if outcome.report.nothing_to_do(&outcome.plan) {
         println!("everything is up to date: nothing needed doing");
     }
     Ok(())

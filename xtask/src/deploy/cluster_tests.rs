@@ -1323,3 +1323,96 @@ async fn a_deploy_runs_as_a_task_spawned_on_another_runtime_thread() {
     .expect("the deploy ran");
     assert_eq!(report.failed, None, "{report:?}");
 }
+
+/// The EKS sequence end to end, short of building images: the AWS identity from STS (moto)
+/// names the account, preflight reads the cluster, `--only preflight` builds no staging
+/// binary, the run holds the deploy Lease while it runs and lets go after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eks_sequence_checks_identity_and_preflight_under_the_lease_and_builds_nothing_for_preflight()
+ {
+    let Some(moto) = test_support::services::moto_url() else {
+        return;
+    };
+    let fake = FakeApiServer::builder()
+        .kind(test_support::fake_apiserver::KindInfo::new(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            false,
+        ))
+        .start()
+        .await;
+    seed_healthy_cluster(&fake);
+    let mut config = config();
+    // Moto's STS answers for this account: the configured one must match it.
+    config.cluster.account_id = "123456789012".to_owned();
+    let builds = Arc::new(AtomicUsize::new(0));
+    let counted = builds.clone();
+    let notes = Arc::new(Mutex::new(Vec::new()));
+    let noted = notes.clone();
+    let on_note = move |note: &str| noted.lock().unwrap().push(note.to_owned());
+    let mut events = Vec::new();
+    let mut on_event = |event: Event| events.push(event);
+    let outcome = super::eks::deploy(
+        &config,
+        Selection {
+            only: Some(StepId::Preflight),
+            ..Selection::default()
+        },
+        super::eks::Edge {
+            // The default tokenizer is gated: a token is needed; nothing answers at this Hub,
+            // which is a warning only.
+            hf_token: Some("hf_secret_token_value".to_owned()),
+            hf_endpoint: "http://127.0.0.1:9".to_owned(),
+            ..super::eks::Edge::default()
+        },
+        super::eks::Connections {
+            aws: test_support::aws::sdk_config(&moto, "us-west-2").await,
+            kube: fake.client(),
+        },
+        move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok(std::path::PathBuf::from("/nonexistent/trnkit-stage")) }
+        },
+        |_, _, _| FakePublisher::default(),
+        super::eks::Callbacks {
+            on_note: &on_note,
+            on_event: &mut on_event,
+            on_follow: Box::new(|_, _| {}),
+            on_status: Box::new(|_| {}),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.report.failed, None, "{events:?}");
+    assert_eq!(outcome.report.ran, [StepId::Preflight]);
+    assert_eq!(
+        builds.load(Ordering::SeqCst),
+        0,
+        "--only preflight builds nothing"
+    );
+    assert!(
+        notes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|note| note.contains("AWS account 123456789012")),
+        "{notes:?}"
+    );
+    let lease_writes = fake
+        .requests()
+        .into_iter()
+        .filter(|request| request.path.contains("/leases"))
+        .map(|request| request.method)
+        .collect::<Vec<_>>();
+    assert!(
+        lease_writes.contains(&"POST".to_owned()),
+        "{lease_writes:?}"
+    );
+    assert!(
+        lease_writes.contains(&"DELETE".to_owned()),
+        "{lease_writes:?}"
+    );
+}

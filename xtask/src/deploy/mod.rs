@@ -10,6 +10,7 @@
 
 pub mod bundle;
 pub mod cluster;
+pub mod eks;
 pub mod local;
 pub mod plan;
 pub mod restart;
