@@ -423,6 +423,13 @@ impl Harness {
         self.executor.config = config;
     }
 
+    /// Runs the plan, which must not fail (the events are in the message when it does).
+    async fn run_ok(&mut self, selection: Selection) -> Vec<Event> {
+        let (report, events) = self.run(selection).await;
+        assert_eq!(report.failed, None, "{events:#?}");
+        events
+    }
+
     async fn run(&mut self, selection: Selection) -> (run::Report, Vec<Event>) {
         let mut events = Vec::new();
         let report = run::run(
@@ -567,8 +574,7 @@ async fn a_warm_cache_skips_the_compile_job_only_after_a_recorded_compile_with_t
     *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
 
     // A warm cache alone proves nothing: no compile with these inputs is recorded.
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     let recorded = h.store.load().await.unwrap();
     let compiled = recorded.get(StepId::Compile).unwrap().outputs[plan::COMPILED_INPUTS].clone();
@@ -626,16 +632,14 @@ async fn a_warm_cache_skips_the_compile_job_only_after_a_recorded_compile_with_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_counted_for_another_compiler_version_does_not_skip_the_compile_job() {
     let mut h = harness(config()).await;
-    let (report, events) = h.run(from_compile()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(from_compile()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
 
     // Complete entries, but counted for another neuronx-cc, or for every version.
     for compiler in [Some("2.15.128.0"), None] {
         *h.knobs.cache.lock().unwrap() = Some(coverage_line_of(compiler, 12, 0));
         let before = h.knobs.compile_runs.load(Ordering::SeqCst);
-        let (report, events) = h.run(from_compile()).await;
-        assert_eq!(report.failed, None, "{events:#?}");
+        let events = h.run_ok(from_compile()).await;
         assert_eq!(
             h.knobs.compile_runs.load(Ordering::SeqCst),
             before + 1,
@@ -648,8 +652,7 @@ async fn a_cache_counted_for_another_compiler_version_does_not_skip_the_compile_
 async fn changed_batch_size_or_sequence_length_does_not_skip_the_compile_job() {
     let mut h = harness(config()).await;
     *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
-    let (report, events) = h.run(from_compile()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(from_compile()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
 
     // The cache still holds the old graphs' entries; the train job would trace new ones.
@@ -701,8 +704,7 @@ async fn changed_batch_size_or_sequence_length_does_not_skip_the_compile_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_cache_runs_the_compile_job_and_says_what_it_waits_for() {
     let mut h = harness(config()).await;
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     let statuses = h.statuses.lock().unwrap().clone();
     for expected in [
@@ -748,8 +750,7 @@ async fn a_node_that_fails_the_node_check_stops_compile_naming_it() {
 
     // The node replaced: the re-run resumes at compile, checks again and compiles.
     h.knobs.bad_nodes.lock().unwrap().clear();
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     let statuses = h.statuses.lock().unwrap().clone();
     assert!(
@@ -770,8 +771,7 @@ async fn without_node_check_compile_does_not_run_the_check() {
         .lock()
         .unwrap()
         .insert("trn1-0".to_owned(), "broken".to_owned());
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     assert!(
         h.fake
             .get::<Job>("default", crate::node_check::JOB_NAME)
@@ -789,8 +789,7 @@ async fn the_run_is_named_once_recorded_and_kept_by_the_next_deploy() {
     let named = crate::run_identity::with_run_name(&store_config, &state, first_time);
     assert_eq!(named.training.run_name, "test-mpi-train-20261129-144114");
     h.replan(named);
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     let state = h.store.load().await.unwrap();
     let train = state.get(StepId::Train).unwrap();
     assert_eq!(
@@ -825,8 +824,7 @@ async fn the_run_is_named_once_recorded_and_kept_by_the_next_deploy() {
 async fn a_failed_cache_check_does_not_block_the_compile_job() {
     let mut h = harness(config()).await;
     *h.knobs.cache.lock().unwrap() = None;
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     assert!(h.fake.get::<MPIJob>("default", "test-mpi-train").is_some());
 }
@@ -851,8 +849,7 @@ async fn force_compile_runs_the_compile_job_without_asking_the_cache() {
     config.training.force_compile = true;
     let mut h = harness(config).await;
     *h.knobs.cache.lock().unwrap() = Some(coverage_line(12, 0));
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     assert_eq!(h.knobs.compile_runs.load(Ordering::SeqCst), 1);
     assert!(h.fake.get::<Job>("default", "trnkit-cache-check").is_none());
 }
@@ -862,8 +859,7 @@ async fn sharded_staging_runs_its_three_jobs_in_order() {
     let mut config = config();
     config.data.shards = 3;
     let mut h = harness(config).await;
-    let (report, events) = h.run(Selection::default()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(Selection::default()).await;
     let applied: Vec<String> = h
         .fake
         .requests()
@@ -899,8 +895,7 @@ async fn staging_is_redone_when_the_dataset_on_shared_changed_or_vanished() {
         skip_follow: true,
         ..Selection::default()
     };
-    let (report, events) = h.run(no_follow()).await;
-    assert_eq!(report.failed, None, "{events:#?}");
+    h.run_ok(no_follow()).await;
     let recorded = h.store.load().await.unwrap();
     let outputs = &recorded.get(StepId::Staging).unwrap().outputs;
     assert_eq!(
