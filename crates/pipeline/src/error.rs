@@ -80,7 +80,7 @@ pub enum Error {
 
     /// A line of the input is longer than the run allows (`max_line_bytes`).
     #[error(
-        "{file}:{line}: the line is longer than {limit} bytes (--max-line-bytes); raise the limit if such documents are expected, or remove the line"
+        "{file}:{line}: the line is longer than {limit} bytes (--max-line-bytes); raise the limit if such documents are expected, or pass --skip-bad-lines to skip and count such lines"
     )]
     LineTooLong {
         /// The input file.

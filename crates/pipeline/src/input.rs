@@ -152,6 +152,18 @@ pub struct Batch {
     pub data: Vec<u8>,
     /// `(start, end)` of each line's content in `data`, terminator excluded.
     pub lines: Vec<(u32, u32)>,
+    /// Lines over the length bound skipped just before `lines` (only when the reader skips
+    /// them, see [`LineReader::skip_too_long`]).
+    pub skipped: Vec<SkippedLine>,
+}
+
+/// A line over the length bound that the reader skipped without holding it in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedLine {
+    /// Its 1-based line number.
+    pub line: u64,
+    /// Its length in bytes, terminator excluded.
+    pub bytes: u64,
 }
 
 /// What the reader saw of a file.
@@ -224,6 +236,9 @@ pub struct LineReader {
     eof: bool,
     target: usize,
     max_line: usize,
+    /// Skip lines over `max_line` (recorded in `skipped`) instead of failing.
+    skip_long: bool,
+    skipped: Vec<SkippedLine>,
 }
 
 impl LineReader {
@@ -261,7 +276,74 @@ impl LineReader {
             eof: false,
             target: target.clamp(1, MAX_LINE_BYTES_LIMIT),
             max_line: max_line.min(MAX_LINE_BYTES_LIMIT),
+            skip_long: false,
+            skipped: Vec::new(),
         }
+    }
+
+    /// With `skip`, a line over the length bound is read past in bounded memory and recorded
+    /// (see [`LineReader::take_skipped`]) instead of ending the read with
+    /// [`Error::LineTooLong`]. Only lines that start in the reader's range are recorded.
+    #[must_use]
+    pub fn skip_too_long(mut self, skip: bool) -> Self {
+        self.skip_long = skip;
+        self
+    }
+
+    /// The over-long lines skipped since the last call, in order. They all come before the
+    /// lines of the batch [`LineReader::next_batch`] returned last (or after the last batch,
+    /// once it returned `None`).
+    pub fn take_skipped(&mut self) -> Vec<SkippedLine> {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Reads past the line that starts at `pending[0]`, through its terminator, holding at most
+    /// one read's worth of it, and records it when it starts in range.
+    fn skip_line(&mut self) -> Result<()> {
+        let line = self.pending_line;
+        let in_range = self.pending_offset >= self.range.0;
+        let mut bytes = 0u64;
+        loop {
+            match memchr::memchr2(b'\n', b'\r', &self.pending) {
+                Some(at) => {
+                    let term_len = if self.pending[at] == b'\r' {
+                        match self.pending.get(at + 1) {
+                            Some(b'\n') => 2,
+                            Some(_) => 1,
+                            None if self.eof => 1,
+                            None => {
+                                // Undecided: keep the "\r" and read on.
+                                bytes += at as u64;
+                                self.pending_offset += at as u64;
+                                self.pending.drain(..at);
+                                self.fill()?;
+                                continue;
+                            }
+                        }
+                    } else {
+                        1
+                    };
+                    bytes += at as u64;
+                    self.pending_offset += (at + term_len) as u64;
+                    self.pending.drain(..at + term_len);
+                    break;
+                }
+                None => {
+                    bytes += self.pending.len() as u64;
+                    self.pending_offset += self.pending.len() as u64;
+                    self.pending.clear();
+                    if self.eof {
+                        break;
+                    }
+                    self.fill()?;
+                }
+            }
+        }
+        self.pending_line += 1;
+        if in_range {
+            self.skipped.push(SkippedLine { line, bytes });
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -313,6 +395,8 @@ impl LineReader {
             RangeEnd,
             NeedMore,
             Eof,
+            /// The line at `start` is over the bound and is to be skipped.
+            Long,
         }
         loop {
             if self.pending_offset >= self.range.1 {
@@ -347,6 +431,9 @@ impl LineReader {
                             1
                         };
                         if at - start > self.max_line {
+                            if self.skip_long {
+                                break Stop::Long;
+                            }
                             return Err(self.too_long(line_no));
                         }
                         if in_range {
@@ -360,6 +447,9 @@ impl LineReader {
                         // The last line of the file may lack a terminator.
                         if start < data.len() {
                             if data.len() - start > self.max_line {
+                                if self.skip_long {
+                                    break Stop::Long;
+                                }
                                 return Err(self.too_long(line_no));
                             }
                             if in_range {
@@ -388,45 +478,65 @@ impl LineReader {
             match stop {
                 Stop::Full => {}
                 Stop::RangeEnd | Stop::Eof => return Ok(None),
+                // `pending` now starts at the long line.
+                Stop::Long => self.skip_line()?,
                 Stop::NeedMore => {
                     // `pending` starts at a line start: the unfinished line is all of it.
                     if self.pending.len() > self.max_line {
-                        return Err(self.too_long(self.pending_line));
+                        if !self.skip_long {
+                            return Err(self.too_long(self.pending_line));
+                        }
+                        self.skip_line()?;
+                    } else {
+                        self.fill()?;
                     }
-                    self.fill()?;
                 }
             }
         }
     }
 }
 
-/// Opens every planned file in turn; used by the pipeline's reader thread.
+/// Opens every planned file in turn; used by the pipeline's reader thread. With `skip_long`, a
+/// line over `max_line` is skipped and handed on in [`Batch::skipped`] (a batch may then hold
+/// no lines, when the skipped line is a file's last).
 #[cfg_attr(not(feature = "tokenize"), allow(dead_code))]
 pub(crate) fn read_all(
     files: &[PathBuf],
     plan: &ShardPlan,
     target: usize,
-    max_line: usize,
+    (max_line, skip_long): (usize, bool),
     mut sink: impl FnMut(Batch) -> Result<bool>,
     mut on_file_done: impl FnMut(usize, u64),
 ) -> Result<()> {
     let mut seq = 0u64;
     for (index, (file, range)) in files.iter().zip(&plan.ranges).enumerate() {
         let Some(range) = *range else { continue };
-        let mut reader = LineReader::open(file, range, target, max_line)?;
+        let mut reader = LineReader::open(file, range, target, max_line)?.skip_too_long(skip_long);
         let mut read_bytes = 0u64;
-        while let Some((data, lines, first_line)) = reader.next_batch()? {
-            read_bytes += data.len() as u64;
+        loop {
+            let next = reader.next_batch()?;
+            let skipped = reader.take_skipped();
+            let (data, lines, first_line) = match next {
+                Some(batch) => batch,
+                None if skipped.is_empty() => break,
+                None => (Vec::new(), Vec::new(), 0),
+            };
+            let done = lines.is_empty();
+            read_bytes += data.len() as u64 + skipped.iter().map(|s| s.bytes).sum::<u64>();
             let batch = Batch {
                 seq,
                 file: index,
                 first_line,
                 data,
                 lines,
+                skipped,
             };
             seq += 1;
             if !sink(batch)? {
                 return Ok(());
+            }
+            if done {
+                break;
             }
         }
         on_file_done(index, read_bytes);

@@ -679,6 +679,97 @@ fn lines_split_like_python_universal_newlines() {
     assert_eq!(all_lines(b"", 16), vec![]);
 }
 
+/// `(line, text)` of each line handed out, and `(line, bytes)` of each line skipped.
+type LinesAndSkipped = (Vec<(u64, String)>, Vec<(u64, u64)>);
+
+/// Every line a reader with `max_line` 4 hands out or skips.
+fn lines_and_skipped(data: &[u8], target: usize, range: (u64, u64)) -> LinesAndSkipped {
+    let reader = Box::new(std::io::Cursor::new(data.to_vec()));
+    let mut reader =
+        LineReader::with_reader(reader, Path::new("t"), range, target, 4).skip_too_long(true);
+    let (mut lines, mut skipped) = (Vec::new(), Vec::new());
+    loop {
+        let batch = reader.next_batch().expect("batch");
+        skipped.extend(reader.take_skipped().iter().map(|s| (s.line, s.bytes)));
+        let Some((bytes, ranges, first)) = batch else {
+            break;
+        };
+        for (i, (s, e)) in ranges.iter().enumerate() {
+            lines.push((
+                first + i as u64,
+                String::from_utf8_lossy(&bytes[*s as usize..*e as usize]).into_owned(),
+            ));
+        }
+    }
+    (lines, skipped)
+}
+
+#[test]
+fn over_long_lines_are_skipped_with_their_numbers_whatever_the_read_size() {
+    let data = b"ab\r\nlonglong\r\ncd\rtoolong\rx\n\nlast-too-long";
+    let expected_lines: Vec<(u64, String)> = vec![
+        (1, "ab".into()),
+        (3, "cd".into()),
+        (5, "x".into()),
+        (6, String::new()),
+    ];
+    for target in [1, 2, 3, 5, 7, 64 * 1024] {
+        let (lines, skipped) = lines_and_skipped(data, target, (0, u64::MAX));
+        assert_eq!(lines, expected_lines, "target {target}");
+        assert_eq!(skipped, vec![(2, 8), (4, 7), (7, 13)], "target {target}");
+    }
+    // A long line ending in "\r" at the end of the input, and one of only "\r\n" after it.
+    assert_eq!(
+        lines_and_skipped(b"12345\r", 3, (0, u64::MAX)),
+        (vec![], vec![(1, 5)])
+    );
+    assert_eq!(
+        lines_and_skipped(b"12345\r\nok", 2, (0, u64::MAX)),
+        (vec![(2, "ok".to_owned())], vec![(1, 5)])
+    );
+    // Reads end every 64 KiB: a "\r\n" split by one, and a line over several reads.
+    let mut data = vec![b'x'; 65_535];
+    data.extend_from_slice(b"\r\nok\n");
+    data.extend(std::iter::repeat_n(b'y', 200_000));
+    data.extend_from_slice(b"\nend");
+    assert_eq!(
+        lines_and_skipped(&data, 16, (0, u64::MAX)),
+        (
+            vec![(2, "ok".to_owned()), (4, "end".to_owned())],
+            vec![(1, 65_535), (3, 200_000)]
+        )
+    );
+    // A line belongs to the range it starts in: a long line starting before the range is read
+    // past but not recorded; one starting inside is recorded although it ends outside.
+    let data = b"a\nlonglong\nb\nlonglong\nc\n";
+    assert_eq!(
+        lines_and_skipped(data, 3, (4, 16)),
+        (vec![(3, "b".to_owned())], vec![(4, 8)])
+    );
+    // Without skipping, the first long line ends the read, naming it.
+    let reader = Box::new(std::io::Cursor::new(b"ok\nlonglong\n".to_vec()));
+    let mut reader = LineReader::with_reader(reader, Path::new("t"), (0, u64::MAX), 3, 4);
+    let mut error = None;
+    while error.is_none() {
+        match reader.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => error = Some(e),
+        }
+    }
+    assert!(
+        matches!(
+            error,
+            Some(crate::Error::LineTooLong {
+                line: 2,
+                limit: 4,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn shard_plans_cover_every_line_once_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -714,7 +805,7 @@ fn shard_plans_cover_every_line_once_in_order() {
                 &files,
                 &plan,
                 7,
-                crate::DEFAULT_MAX_LINE_BYTES,
+                (crate::DEFAULT_MAX_LINE_BYTES, false),
                 |batch| {
                     for (s, e) in &batch.lines {
                         seen.push(

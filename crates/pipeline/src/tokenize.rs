@@ -248,7 +248,7 @@ pub fn tokenize(
                     files,
                     plan,
                     BATCH_BYTES,
-                    config.max_line_bytes,
+                    (config.max_line_bytes, config.skip_bad_lines),
                     |batch| Ok(batch_tx.send(batch).is_ok()),
                     |_, _| {},
                 )
@@ -379,12 +379,23 @@ fn encode_batch(
             .iter()
             .map(|_| KeyOutput::default())
             .collect(),
-        lines: batch.lines.len() as u64,
+        lines: batch.lines.len() as u64 + batch.skipped.len() as u64,
         documents: 0,
         skipped_empty: 0,
         bad: Vec::new(),
         bytes: batch.data.len() as u64,
     };
+    // Over-long lines the reader skipped (only with `skip_bad_lines`): before this batch's lines.
+    for skipped in &batch.skipped {
+        output.bytes += skipped.bytes;
+        output.bad.push(format!(
+            "{}:{}: the line has {} bytes, more than --max-line-bytes {}",
+            file.display(),
+            skipped.line,
+            skipped.bytes,
+            config.max_line_bytes
+        ));
+    }
     let mut fields_ok: Vec<Vec<std::borrow::Cow<'_, str>>> =
         Vec::with_capacity(config.json_keys.len());
     for (i, &(start, end)) in batch.lines.iter().enumerate() {

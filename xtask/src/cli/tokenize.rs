@@ -95,13 +95,14 @@ pub struct Args {
     /// join the parts with `dataset merge` in order 0..N-1.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
-    /// Skip malformed lines (bad JSON, missing key, invalid UTF-8), count and report them,
-    /// instead of stopping at the first.
+    /// Skip malformed lines (bad JSON, missing key, invalid UTF-8) and lines over
+    /// --max-line-bytes, count and report them, instead of stopping at the first.
     #[arg(long)]
     pub skip_bad_lines: bool,
     /// The longest input line accepted, in bytes (default 64 MiB, well above the longest
     /// documents of the blueprint's corpora); a longer line stops the run with its file and line
-    /// number, so a corrupt file cannot exhaust memory.
+    /// number (or, with --skip-bad-lines, is read past and counted), so a corrupt file cannot
+    /// exhaust memory.
     #[arg(long, value_name = "BYTES", default_value_t = pipeline::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
     /// When another run writes the same output ({prefix}_{key}_document.lock is held), wait for

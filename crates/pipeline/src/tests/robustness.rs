@@ -434,3 +434,47 @@ fn a_line_longer_than_the_limit_stops_the_run_with_its_file_and_line() {
         Err(Error::Config(_))
     ));
 }
+
+#[test]
+fn skip_bad_lines_also_skips_and_counts_lines_over_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokenizer = Tokenizer::from_path(&trained(dir.path()), Mode::Nemo, false).expect("load");
+    let input = dir.path().join("in.jsonl");
+    let long = format!("{{\"text\": \"{}\"}}", "a".repeat(300_000));
+    // A long line in the middle (CRLF), one malformed line, and a long unterminated last line.
+    fs_err::write(
+        &input,
+        format!("{{\"text\": \"short\"}}\r\n{long}\r\n{{\"text\": \"after\"}}\nnot json\n{long}"),
+    )
+    .expect("write");
+    let mut run = config(vec![path_str(&input)], dir.path().join("o"), Mode::Nemo, 2);
+    run.max_line_bytes = 100_000;
+    run.skip_bad_lines = true;
+    let report = tokenize(&run, &tokenizer, &NoProgress).expect("skips");
+    assert_eq!(report.documents, 2, "{report:?}");
+    assert_eq!(report.lines, 5, "{report:?}");
+    assert_eq!(report.bad_lines, 3, "{report:?}");
+    let samples = report.bad_line_samples.join("\n");
+    for needle in [
+        format!("in.jsonl:2: the line has {} bytes", long.len()),
+        "in.jsonl:4:".to_owned(),
+        format!("in.jsonl:5: the line has {} bytes", long.len()),
+    ] {
+        assert!(samples.contains(&needle), "{needle} not in {samples}");
+    }
+    // The documents written are the two short ones, exactly as without the long lines.
+    let reference = dir.path().join("ref.jsonl");
+    fs_err::write(&reference, "{\"text\": \"short\"}\n{\"text\": \"after\"}\n").expect("write");
+    let mut plain = config(
+        vec![path_str(&reference)],
+        dir.path().join("r"),
+        Mode::Nemo,
+        2,
+    );
+    plain.max_line_bytes = 100_000;
+    let expected = tokenize(&plain, &tokenizer, &NoProgress).expect("reference");
+    assert_eq!(
+        read_dataset_bytes(&report.outputs[0].prefix),
+        read_dataset_bytes(&expected.outputs[0].prefix)
+    );
+}
