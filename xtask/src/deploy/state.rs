@@ -79,6 +79,18 @@ impl State {
                 found: state.version,
             });
         }
+        // The one recorded value that reaches manifests and the ranks' command lines.
+        if let Some(name) = state
+            .get(StepId::Train)
+            .and_then(|record| record.outputs.get(crate::run_identity::OUTPUT_KEY))
+            && let Err(problem) = crate::run_identity::check_name(name)
+        {
+            return Err(StateError::Value {
+                origin: origin.to_owned(),
+                key: format!("steps.train.outputs.{}", crate::run_identity::OUTPUT_KEY),
+                problem,
+            });
+        }
         Ok(state)
     }
 
@@ -128,6 +140,18 @@ pub enum StateError {
         origin: String,
         /// The version found.
         found: u32,
+    },
+    /// A recorded value that would reach the cluster is not valid.
+    #[error(
+        "the recorded state in {origin} holds an invalid {key}: {problem}; correct that value or delete the key (a new run is then named)"
+    )]
+    Value {
+        /// Where it was read from.
+        origin: String,
+        /// The value's key in the state.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The recorded state is not valid JSON of the expected shape.
     #[error("the recorded state in {origin} is unreadable; delete it to start afresh")]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::bundle;
 use super::plan::{self, Step, StepId};
 use super::run::{self, Event, Executor, Selection, StepOutput};
-use super::state::{FileStore, StateStore, Status, StepRecord};
+use super::state::{FileStore, State, StateStore, Status, StepRecord};
 use crate::config::Config;
 
 fn rendered(config: &Config) -> plan::Rendered {
@@ -231,6 +231,36 @@ async fn a_state_of_another_version_is_refused_naming_it() {
         fs_err::write(&path, format!(r#"{{"version": {version}, "steps": {{}}}}"#)).unwrap();
         FileStore { path: path.clone() }.load().await.unwrap();
     }
+}
+
+#[test]
+fn a_recorded_run_name_that_could_not_be_configured_is_refused_naming_the_key() {
+    let state = |run_id: &str| {
+        serde_json::json!({
+            "version": 1,
+            "steps": {"train": {
+                "digest": "d", "status": "done", "finished_at": "2026-12-01T00:00:00Z",
+                "message": "", "outputs": {"run_id": run_id}
+            }}
+        })
+        .to_string()
+    };
+    // The run name reaches the ranks' command lines and a directory name: a ConfigMap edited
+    // by hand (or by anyone with access to it) must not smuggle a shell word or a path in.
+    for bad in ["$(HF_TOKEN)", "../../shared", "Run A", "x;rm"] {
+        let error = State::parse(&state(bad), "ConfigMap ns/trnkit-state").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("ConfigMap ns/trnkit-state")
+                && message.contains("steps.train.outputs.run_id"),
+            "{message}"
+        );
+    }
+    let parsed = State::parse(&state("llama-20261201-101500"), "s").unwrap();
+    assert_eq!(
+        crate::run_identity::recorded(&parsed),
+        Some("llama-20261201-101500")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
