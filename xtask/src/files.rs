@@ -52,6 +52,31 @@ pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<
     })
 }
 
+/// Reads a text file of at most `limit` bytes; a longer one (or an endless one such as
+/// `/dev/zero`) is an `InvalidData` error stating the limit, read no further than it. Callers
+/// name the file (the errors of opening and reading name it already, through fs-err).
+pub fn read_to_string_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = fs_err::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {limit} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is not UTF-8 text: byte {} starts an invalid sequence",
+                error.utf8_error().valid_up_to() + 1
+            ),
+        )
+    })
+}
+
 /// Why an output directory was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {

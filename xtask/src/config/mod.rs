@@ -497,6 +497,9 @@ impl Default for Tensorboard {
     }
 }
 
+/// The largest configuration file read (the example, every key with its meaning, is 10 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -510,10 +513,13 @@ impl Config {
     }
 
     fn load_with(path: &Path, usage: Use) -> Result<Self, ConfigError> {
-        let text = fs_err::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            crate::files::read_to_string_bounded(path, MAX_CONFIG_BYTES).map_err(|source| {
+                ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         Self::parse_with(&text, &path.display().to_string(), usage)
     }
 

@@ -420,3 +420,31 @@ fn max_restarts_is_bounded_and_a_negative_one_is_a_type_error() {
     assert_eq!(Config::default().training.max_restarts, 3);
     assert!(Config::parse("[training]\nmax_restarts = -1\n", "x").is_err());
 }
+
+#[test]
+fn an_endless_or_huge_file_is_refused_after_the_limit_naming_it() {
+    // `-c /dev/zero` (a slip of the hand) must not read forever.
+    let error = Config::load(std::path::Path::new("/dev/zero")).unwrap_err();
+    let message = format!("{:#}", anyhow::Error::from(error));
+    assert!(
+        message.contains("/dev/zero") && message.contains("larger than 1048576 bytes"),
+        "{message}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trnkit.toml");
+    fs_err::write(&path, b"[cluster]\ntarget = \"local\"\n\xff\n").unwrap();
+    let message = format!(
+        "{:#}",
+        anyhow::Error::from(Config::load(&path).unwrap_err())
+    );
+    assert!(
+        message.contains("trnkit.toml") && message.contains("not UTF-8 text: byte 28 "),
+        "{message}"
+    );
+    // Just under the limit is read (and then judged on its content).
+    let mut text = "[cluster]\ntarget = \"local\"\n".to_owned();
+    text.push_str(&"#".repeat(super::MAX_CONFIG_BYTES as usize - text.len() - 1));
+    text.push('\n');
+    fs_err::write(&path, &text).unwrap();
+    Config::load(&path).unwrap();
+}

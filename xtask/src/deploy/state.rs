@@ -18,6 +18,10 @@ pub const STATE_KEY: &str = "state.json";
 /// The ConfigMap's name.
 pub const STATE_CONFIGMAP: &str = "trnkit-state";
 
+/// The largest state read from a file: what a ConfigMap can hold, as the cluster's state must
+/// fit one.
+pub const MAX_STATE_BYTES: u64 = 1024 * 1024;
+
 /// The format version this trnkit writes and reads. Version 0 (a state written before the
 /// field existed) has the same shape and is read as this one.
 pub const STATE_VERSION: u32 = 1;
@@ -184,7 +188,7 @@ pub struct FileStore {
 
 impl StateStore for FileStore {
     async fn load(&self) -> Result<State, StateError> {
-        match fs_err::read_to_string(&self.path) {
+        match crate::files::read_to_string_bounded(&self.path, MAX_STATE_BYTES) {
             Ok(text) => State::parse(&text, &self.describe()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(source) => Err(StateError::File {

@@ -233,6 +233,23 @@ async fn a_state_of_another_version_is_refused_naming_it() {
     }
 }
 
+#[tokio::test]
+async fn a_state_file_larger_than_a_config_map_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let huge = format!(
+        r#"{{"version": 1, "steps": {{}}, "pad": "{}"}}"#,
+        "x".repeat(super::state::MAX_STATE_BYTES as usize)
+    );
+    fs_err::write(&path, huge).unwrap();
+    let error = FileStore { path: path.clone() }.load().await.unwrap_err();
+    let message = format!("{:#}", anyhow::Error::from(error));
+    assert!(
+        message.contains(&path.display().to_string()) && message.contains("larger than"),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_recorded_run_name_that_could_not_be_configured_is_refused_naming_the_key() {
     let state = |run_id: &str| {
