@@ -15,6 +15,9 @@ use super::analysis::{Analyzer, Fatal, Network};
 /// The least time without progress before a run counts as hung (loading cached NEFFs and the
 /// first steps take minutes).
 pub const MIN_HANG_BOUND: Duration = Duration::from_secs(30 * 60);
+/// The most an observed step time can stretch the hang bound: a rate no run has (a garbled
+/// line, another tool's progress bar) must not switch hang detection off.
+pub const MAX_HANG_BOUND: Duration = Duration::from_secs(24 * 3600);
 /// How many observed steps without progress make a run hung.
 pub const HANG_STEPS: f64 = 10.0;
 /// Records after a traceback's first line before it counts as fatal on its own: its specific
@@ -66,16 +69,16 @@ pub enum Verdict {
 }
 
 /// The hang bound: the configured one, else [`HANG_STEPS`] × the observed seconds per step,
-/// at least [`MIN_HANG_BOUND`].
+/// at least [`MIN_HANG_BOUND`] and at most [`MAX_HANG_BOUND`].
 pub fn hang_bound(seconds_per_step: Option<f64>, configured: Option<Duration>) -> Duration {
     if let Some(configured) = configured {
         return configured;
     }
     let observed = seconds_per_step
         .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-        .map(|seconds| Duration::from_secs_f64(seconds * HANG_STEPS))
+        .map(|seconds| Duration::try_from_secs_f64(seconds * HANG_STEPS).unwrap_or(MAX_HANG_BOUND))
         .unwrap_or_default();
-    observed.max(MIN_HANG_BOUND)
+    observed.clamp(MIN_HANG_BOUND, MAX_HANG_BOUND)
 }
 
 /// The verdict on a run whose log `analyzer` has read, `since_progress` after its last

@@ -535,6 +535,30 @@ fn a_traceback_settles_before_it_stops_the_run() {
 }
 
 #[test]
+fn a_garbled_step_time_in_the_log_neither_crashes_the_watch_nor_disables_hang_detection() {
+    // A rate no run has (a corrupted line, a bar of another tool): 10 × it overflows a
+    // Duration, which used to panic `watch` and the follow step.
+    for line in [
+        "Epoch 0:   0%|          | 1/20101 [00:14<78:26:14, 99999999999999999999999999.0s/it]",
+        "Epoch 0:   0%|          | 1/20101 [00:14<78:26:14, 0.0000000000000000000000001it/s]",
+    ] {
+        let analyzer = Analyzer::default();
+        let mut analyzer = analyzer;
+        analyzer.feed(line);
+        let seconds = analyzer.analysis().seconds_per_step;
+        assert!(seconds.is_some_and(|s| s > 1e20), "{seconds:?}");
+        assert_eq!(decide::hang_bound(seconds, None), decide::MAX_HANG_BOUND);
+        let Verdict::Hung { .. } = decide::verdict(
+            &analyzer,
+            Duration::from_secs(25 * 3600),
+            &Policy::default(),
+        ) else {
+            panic!("a day without progress is a hang, whatever the log claimed");
+        };
+    }
+}
+
+#[test]
 fn hang_bound_is_ten_steps_at_least_thirty_minutes_or_configured() {
     assert_eq!(decide::hang_bound(None, None), Duration::from_secs(1800));
     assert_eq!(
