@@ -346,17 +346,6 @@ impl LineReader {
         Ok(())
     }
 
-    #[cfg(test)]
-    pub(crate) fn from_reader(reader: Box<dyn Read + Send>, target: usize) -> Self {
-        Self::with_reader(
-            reader,
-            Path::new("<test>"),
-            (0, u64::MAX),
-            target,
-            DEFAULT_MAX_LINE_BYTES,
-        )
-    }
-
     fn too_long(&self, line: u64) -> Error {
         Error::LineTooLong {
             file: self.path.clone(),

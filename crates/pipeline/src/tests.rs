@@ -647,18 +647,50 @@ fn json_follows_python() {
 // ---------------------------------------------------------------------------------------------
 // Input: universal newlines, shards.
 
-fn all_lines(data: &[u8], target: usize) -> Vec<(u64, String)> {
-    let mut reader = LineReader::from_reader(Box::new(std::io::Cursor::new(data.to_vec())), target);
-    let mut out = Vec::new();
-    while let Some((bytes, lines, first)) = reader.next_batch().expect("batch") {
-        for (i, (s, e)) in lines.iter().enumerate() {
-            out.push((
+/// `(line, text)` of each line handed out, and `(line, bytes)` of each line skipped.
+type LinesAndSkipped = (Vec<(u64, String)>, Vec<(u64, u64)>);
+
+/// Every line a reader of `data` with a `max_line` bound hands out or (with `skip`) skips.
+fn read_lines(
+    data: &[u8],
+    target: usize,
+    range: (u64, u64),
+    (max_line, skip): (usize, bool),
+) -> LinesAndSkipped {
+    let reader = Box::new(std::io::Cursor::new(data.to_vec()));
+    let mut reader = LineReader::with_reader(reader, Path::new("t"), range, target, max_line)
+        .skip_too_long(skip);
+    let (mut lines, mut skipped) = (Vec::new(), Vec::new());
+    loop {
+        let batch = reader.next_batch().expect("batch");
+        skipped.extend(reader.take_skipped().iter().map(|s| (s.line, s.bytes)));
+        let Some((bytes, ranges, first)) = batch else {
+            break;
+        };
+        for (i, (s, e)) in ranges.iter().enumerate() {
+            lines.push((
                 first + i as u64,
                 String::from_utf8_lossy(&bytes[*s as usize..*e as usize]).into_owned(),
             ));
         }
     }
-    out
+    (lines, skipped)
+}
+
+/// Every line of `data`, read in batches of about `target` bytes.
+fn all_lines(data: &[u8], target: usize) -> Vec<(u64, String)> {
+    read_lines(
+        data,
+        target,
+        (0, u64::MAX),
+        (crate::DEFAULT_MAX_LINE_BYTES, false),
+    )
+    .0
+}
+
+/// Every line a reader with `max_line` 4 hands out or skips.
+fn lines_and_skipped(data: &[u8], target: usize, range: (u64, u64)) -> LinesAndSkipped {
+    read_lines(data, target, range, (4, true))
 }
 
 #[test]
@@ -677,31 +709,6 @@ fn lines_split_like_python_universal_newlines() {
     }
     assert_eq!(all_lines(b"x\r", 1), vec![(1, "x".to_owned())]);
     assert_eq!(all_lines(b"", 16), vec![]);
-}
-
-/// `(line, text)` of each line handed out, and `(line, bytes)` of each line skipped.
-type LinesAndSkipped = (Vec<(u64, String)>, Vec<(u64, u64)>);
-
-/// Every line a reader with `max_line` 4 hands out or skips.
-fn lines_and_skipped(data: &[u8], target: usize, range: (u64, u64)) -> LinesAndSkipped {
-    let reader = Box::new(std::io::Cursor::new(data.to_vec()));
-    let mut reader =
-        LineReader::with_reader(reader, Path::new("t"), range, target, 4).skip_too_long(true);
-    let (mut lines, mut skipped) = (Vec::new(), Vec::new());
-    loop {
-        let batch = reader.next_batch().expect("batch");
-        skipped.extend(reader.take_skipped().iter().map(|s| (s.line, s.bytes)));
-        let Some((bytes, ranges, first)) = batch else {
-            break;
-        };
-        for (i, (s, e)) in ranges.iter().enumerate() {
-            lines.push((
-                first + i as u64,
-                String::from_utf8_lossy(&bytes[*s as usize..*e as usize]).into_owned(),
-            ));
-        }
-    }
-    (lines, skipped)
 }
 
 #[test]

@@ -390,19 +390,30 @@ fn crafted_index_headers_are_errors_not_panics() {
     assert!(indexed::read_sequences(&prefix).is_err());
 }
 
+/// A 300,000-byte JSON line.
+fn long_line() -> String {
+    format!("{{\"text\": \"{}\"}}", "a".repeat(300_000))
+}
+
+/// A trained tokenizer and a run over `dir/in.jsonl` (holding `content`) with lines bounded at
+/// 100,000 bytes.
+fn bounded_run(dir: &Path, content: &str) -> (Tokenizer, crate::TokenizeConfig, PathBuf) {
+    let tokenizer = Tokenizer::from_path(&trained(dir), Mode::Nemo, false).expect("load");
+    let input = dir.join("in.jsonl");
+    fs_err::write(&input, content).expect("write");
+    let mut run = config(vec![path_str(&input)], dir.join("o"), Mode::Nemo, 2);
+    run.max_line_bytes = 100_000;
+    (tokenizer, run, input)
+}
+
 #[test]
 fn a_line_longer_than_the_limit_stops_the_run_with_its_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokenizer = Tokenizer::from_path(&trained(dir.path()), Mode::Nemo, false).expect("load");
-    let input = dir.path().join("in.jsonl");
-    let long = format!("{{\"text\": \"{}\"}}", "a".repeat(300_000));
-    fs_err::write(
-        &input,
-        format!("{{\"text\": \"short\"}}\n{long}\n{{\"text\": \"after\"}}\n"),
-    )
-    .expect("write");
-    let mut run = config(vec![path_str(&input)], dir.path().join("o"), Mode::Nemo, 2);
-    run.max_line_bytes = 100_000;
+    let long = long_line();
+    let (tokenizer, mut run, input) = bounded_run(
+        dir.path(),
+        &format!("{{\"text\": \"short\"}}\n{long}\n{{\"text\": \"after\"}}\n"),
+    );
     let error = tokenize(&run, &tokenizer, &NoProgress).expect_err("too long");
     let message = error.to_string();
     assert!(
@@ -438,17 +449,12 @@ fn a_line_longer_than_the_limit_stops_the_run_with_its_file_and_line() {
 #[test]
 fn skip_bad_lines_also_skips_and_counts_lines_over_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokenizer = Tokenizer::from_path(&trained(dir.path()), Mode::Nemo, false).expect("load");
-    let input = dir.path().join("in.jsonl");
-    let long = format!("{{\"text\": \"{}\"}}", "a".repeat(300_000));
+    let long = long_line();
     // A long line in the middle (CRLF), one malformed line, and a long unterminated last line.
-    fs_err::write(
-        &input,
-        format!("{{\"text\": \"short\"}}\r\n{long}\r\n{{\"text\": \"after\"}}\nnot json\n{long}"),
-    )
-    .expect("write");
-    let mut run = config(vec![path_str(&input)], dir.path().join("o"), Mode::Nemo, 2);
-    run.max_line_bytes = 100_000;
+    let (tokenizer, mut run, _) = bounded_run(
+        dir.path(),
+        &format!("{{\"text\": \"short\"}}\r\n{long}\r\n{{\"text\": \"after\"}}\nnot json\n{long}"),
+    );
     run.skip_bad_lines = true;
     let report = tokenize(&run, &tokenizer, &NoProgress).expect("skips");
     assert_eq!(report.documents, 2, "{report:?}");
