@@ -15,9 +15,6 @@ use crate::deploy::eks::{Callbacks, Connections, Edge};
 use crate::deploy::plan::RenderedImage;
 use crate::deploy::run::Selection;
 
-/// The Lease that keeps two deploys against one namespace apart.
-pub(crate) const DEPLOY_LEASE: &str = crate::deploy::eks::DEPLOY_LEASE;
-
 /// A client for the configured kube context (or the current one) of the configured
 /// kubeconfig (or kubectl's), every call bounded (see [`crate::kube_client`]); the API server
 /// is asked for its version first, so an unreachable cluster is a clear error at once.

@@ -92,11 +92,11 @@ async fn state(
 ) -> anyhow::Result<State> {
     Ok(match (config.cluster.target, client) {
         (Target::Eks, Some(client)) => {
-            ConfigMapStore {
-                api: Api::namespaced(client.clone(), &config.cluster.namespace),
-                namespace: config.cluster.namespace.clone(),
-                field_manager: config.cluster.field_manager.clone(),
-            }
+            ConfigMapStore::new(
+                client.clone(),
+                &config.cluster.namespace,
+                &config.cluster.field_manager,
+            )
             .load()
             .await?
         }

@@ -4,7 +4,6 @@
 //! exceeds `[training] max_restarts`.
 
 use anyhow::Context;
-use kube::Api;
 use mpijob::io::FollowEvent;
 
 use super::Global;
@@ -12,10 +11,6 @@ use crate::config::Target;
 use crate::deploy::plan::StepId;
 use crate::deploy::state::{ConfigMapStore, StateStore, Status};
 use crate::deploy::supervise::{self, Pace, Supervisor};
-
-/// The Lease `watch` takes: deploy's (`trnkit-deploy`), so a watch and a following deploy
-/// exclude each other.
-const WATCH_LEASE: &str = super::cluster::DEPLOY_LEASE;
 
 /// `watch`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -32,11 +27,11 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         "watch supervises a train job in a cluster; the local profile (cluster.target = \"local\") runs none"
     );
     let client = super::cluster::client(&config).await?;
-    let store = ConfigMapStore {
-        api: Api::namespaced(client.clone(), &config.cluster.namespace),
-        namespace: config.cluster.namespace.clone(),
-        field_manager: config.cluster.field_manager.clone(),
-    };
+    let store = ConfigMapStore::new(
+        client.clone(),
+        &config.cluster.namespace,
+        &config.cluster.field_manager,
+    );
     let state = store.load().await?;
     let train = state
         .get(StepId::Train)
@@ -76,13 +71,11 @@ pub async fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     }
     // The Lease deploy holds while it follows: one supervisor per namespace, so that no two
     // restart the same job.
-    let lease = crate::lock::LeaseLock::acquire(
-        Api::namespaced(client.clone(), &config.cluster.namespace),
+    let lease = crate::deploy::eks::take_deploy_lease(
+        client.clone(),
         &config.cluster.namespace,
-        WATCH_LEASE,
-        &crate::lock::Holder::this_process("watch"),
+        "watch",
         args.wait,
-        crate::lock::LeaseTiming::default(),
     )
     .await?;
     let run = supervise::run_key(&config, manifest);

@@ -695,11 +695,11 @@ impl<P: ImagePublisher> ClusterExecutor<P> {
             .iter()
             .find(|manifest| manifest.kind == "MPIJob")
             .context("the follow step has no train MPIJob to restart")?;
-        let store = super::state::ConfigMapStore {
-            api: Api::namespaced(self.client.clone(), self.namespace()),
-            namespace: self.namespace().to_owned(),
-            field_manager: self.field_manager().to_owned(),
-        };
+        let store = super::state::ConfigMapStore::new(
+            self.client.clone(),
+            self.namespace(),
+            self.field_manager(),
+        );
         let (summary, outputs) = super::supervise::Supervisor {
             client: self.client.clone(),
             config: &self.config,

@@ -396,11 +396,7 @@ async fn harness(config: Config) -> Harness {
         on_follow: Box::new(move |event| seen.lock().unwrap().push(event.clone())),
         on_status: Box::new(move |status| said.lock().unwrap().push(status.to_owned())),
     };
-    let store = ConfigMapStore {
-        api: kube::Api::namespaced(fake.client(), "default"),
-        namespace: "default".to_owned(),
-        field_manager: "trnkit".to_owned(),
-    };
+    let store = ConfigMapStore::new(fake.client(), "default", "trnkit");
     Harness {
         fake,
         plan,
@@ -1155,11 +1151,7 @@ async fn fresh_supervisor_run(h: &Harness) -> anyhow::Result<(String, BTreeMap<S
         .find(|manifest| manifest.kind == "MPIJob")
         .unwrap()
         .clone();
-    let store = ConfigMapStore {
-        api: kube::Api::namespaced(h.fake.client(), "default"),
-        namespace: "default".to_owned(),
-        field_manager: "trnkit".to_owned(),
-    };
+    let store = ConfigMapStore::new(h.fake.client(), "default", "trnkit");
     let mut on_follow = |_: &FollowEvent| {};
     let on_status = |_: &str| {};
     super::supervise::Supervisor {

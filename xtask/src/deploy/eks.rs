@@ -20,6 +20,26 @@ use crate::kube::preflight;
 /// The Lease that keeps two deploys (and `watch`) against one namespace apart.
 pub const DEPLOY_LEASE: &str = "trnkit-deploy";
 
+/// Takes [`DEPLOY_LEASE`] in `namespace` for `command` (`deploy` or `watch`): one supervisor
+/// per namespace, so that no two apply or restart the same jobs. Fails naming the holder, or
+/// with `wait` waits for it.
+pub async fn take_deploy_lease(
+    client: kube::Client,
+    namespace: &str,
+    command: &str,
+    wait: bool,
+) -> Result<crate::lock::LeaseLock, crate::lock::LockError> {
+    crate::lock::LeaseLock::acquire(
+        kube::Api::namespaced(client, namespace),
+        namespace,
+        DEPLOY_LEASE,
+        &crate::lock::Holder::this_process(command),
+        wait,
+        crate::lock::LeaseTiming::default(),
+    )
+    .await
+}
+
 /// What the edge read for the deploy: the process environment and the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Edge {
@@ -106,11 +126,11 @@ where
         build_stage_binary,
     )
     .await?;
-    let store = ConfigMapStore {
-        api: kube::Api::namespaced(client.clone(), &config.cluster.namespace),
-        namespace: config.cluster.namespace.clone(),
-        field_manager: config.cluster.field_manager.clone(),
-    };
+    let store = ConfigMapStore::new(
+        client.clone(),
+        &config.cluster.namespace,
+        &config.cluster.field_manager,
+    );
     // The run's name: configured, recorded by an earlier deploy, or named now (run_identity).
     let recorded = store.load().await?;
     let config =
@@ -143,15 +163,7 @@ where
         },
         on_status: callbacks.on_status,
     };
-    let lease = crate::lock::LeaseLock::acquire(
-        kube::Api::namespaced(client, &config.cluster.namespace),
-        &config.cluster.namespace,
-        DEPLOY_LEASE,
-        &crate::lock::Holder::this_process("deploy"),
-        edge.wait,
-        crate::lock::LeaseTiming::default(),
-    )
-    .await?;
+    let lease = take_deploy_lease(client, &config.cluster.namespace, "deploy", edge.wait).await?;
     let on_event = callbacks.on_event;
     let report = run::run(&plan, &store, &mut executor, selection, |event| {
         on_event(event)

@@ -232,6 +232,15 @@ pub struct ConfigMapStore {
 }
 
 impl ConfigMapStore {
+    /// The state ConfigMap of `namespace`, written as `field_manager`.
+    pub fn new(client: kube::Client, namespace: &str, field_manager: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            field_manager: field_manager.to_owned(),
+        }
+    }
+
     fn error(&self, source: kube::Error) -> StateError {
         StateError::ConfigMap {
             namespace: self.namespace.clone(),
